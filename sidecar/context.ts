@@ -1,0 +1,65 @@
+// What every protocol adapter is handed by sidecar/main.ts. Adapters decode their wire into the
+// engine's exchanges, call the engine, and report decisions through `telemetry`; they never read
+// flags, env or files themselves.
+import type { Context } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { CompiledPolicy, Decision, Direction, Finding } from '../policy/index.js';
+
+export type FailMode = 'closed' | 'open';
+
+export interface SidecarContext {
+  /** the policy in force right now (hot reload swaps it atomically; read it once per request) */
+  policy(): CompiledPolicy;
+  /** what to do when the engine itself throws */
+  readonly fail: FailMode;
+  readonly telemetry: Telemetry;
+  readonly log: Logger;
+  /** pod identity from the downward API (POD_NAME, POD_NAMESPACE) */
+  readonly pod: { name?: string; namespace?: string };
+}
+
+export interface RequestInfo {
+  protocol: 'grpc' | 'http';
+  /** gen_ai.operation.name: chat, text_completion, embeddings, generate, infer, ... */
+  operation: string;
+  model?: string;
+  /** gRPC: full method path, e.g. /inference.GRPCInferenceService/ModelInfer */
+  rpcMethod?: string;
+  /** HTTP: request path without the query string */
+  urlPath?: string;
+}
+
+export interface DecisionEvent {
+  direction: Direction;
+  decision: Decision;
+  findings: Finding[];
+  /** set for tool-call blocks */
+  toolName?: string;
+  /** the engine faulted and --fail open forwarded the request */
+  failOpen?: boolean;
+}
+
+export interface RequestTrace {
+  /** 32 hex chars; returned to clients in errors (trace_id, inferguard-trace-id) */
+  readonly traceId: string;
+  /** add traceparent/tracestate for the upstream call, so the model server joins the trace */
+  inject(carrier: Record<string, string>): void;
+  /** model name learned after the request was decoded */
+  setModel(model: string | undefined): void;
+  /** every non-allow decision: span (exported even when unsampled), metrics, one log line */
+  decision(ev: DecisionEvent): void;
+  scanned(direction: Direction, seconds: number): void;
+  upstream(seconds: number): void;
+  /** exactly once per request */
+  end(outcome: { decision: Decision; status: string | number }): void;
+}
+
+export interface Telemetry {
+  /** continue the caller's W3C trace context (HTTP headers or gRPC metadata as a plain map) */
+  startRequest(headers: Record<string, string | string[] | undefined>, info: RequestInfo): RequestTrace;
+  /** policy reload result, for the metric and log */
+  policyReloaded(ok: boolean, hash: string | undefined): void;
+  shutdown(): Promise<void>;
+}
+
+export type { Context };
