@@ -232,3 +232,64 @@ export interface StreamScanner {
   /** characters currently held back */
   readonly held: number;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The seam between loading (load.ts: YAML, schema, packs, overrides, merge) and compiling
+// (compile.ts: RE2 sets, scanners). Loading has already checked that every pattern compiles on its
+// own; compile() groups them into sets.
+
+export interface Origin {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export interface ResolvedRule {
+  id: string;
+  pattern: string;
+  category: string;
+  action: Action;
+  directions: Direction[];
+  description?: string;
+  message?: string;
+  sources?: Source[];
+  validate?: ValidatorName;
+  minEntropy?: number;
+  /** the pack it came from, or undefined for a policy's own rule */
+  pack?: string;
+  origin: Origin;
+}
+
+export interface ResolvedArgConstraint extends ArgConstraint {
+  origin?: Origin;
+}
+
+export interface ResolvedPolicy {
+  name: string;
+  mode: Mode;
+  /** enabled rules only, overrides applied, in a stable order (packs in order, then custom rules) */
+  rules: ResolvedRule[];
+  limits: Required<LimitsSpec>;
+  tools: {
+    default: 'allow' | 'deny';
+    allow: { name: string; args: Record<string, ResolvedArgConstraint> }[];
+    deny: string[];
+  };
+  output: {
+    urls: { allowDomains: string[]; blockMarkdownImages: boolean };
+    /** 0 = off; else minimum length (characters, normalized) of a repeated system-prompt span */
+    systemPromptLeakMinChars: number;
+  };
+  http: { allowPaths: string[] };
+  grpc: { allowMethods: string[] };
+  tests: (PolicyTestCase & { file?: string; line?: number })[];
+}
+
+/** A built-in rule pack file (policy/packs/<name>.yaml). */
+export interface RulePack {
+  apiVersion: 'inferguard.io/v1alpha1';
+  kind: 'RulePack';
+  metadata: { name: string; description?: string };
+  rules: RuleSpec[];
+  tests?: PolicyTestCase[];
+}

@@ -63,3 +63,26 @@ export interface Telemetry {
 }
 
 export type { Context };
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ListenerSpec {
+  listen: HostPort;
+  upstream: HostPort;
+}
+
+export interface Listener {
+  /** the bound address (port 0 resolves to the real port) */
+  readonly address: HostPort;
+  readonly protocol: 'grpc' | 'http';
+  /** whether the upstream model server answers (for /readyz) */
+  upstreamReady(): Promise<boolean>;
+  /** stop accepting new calls, let in-flight ones finish for up to graceMs, then close everything */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** sidecar/grpc/index.ts exports startGrpcListener, sidecar/http/index.ts startHttpListener */
+export type StartListener = (ctx: SidecarContext, spec: ListenerSpec) => Promise<Listener>;
