@@ -31,8 +31,11 @@ async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === '--version' || name === 'version') {
-    const { createRequire } = await import('node:module');
-    const pkg = createRequire(import.meta.url)('./package.json') as { version: string };
+    const { readFileSync, existsSync } = await import('node:fs');
+    // from source the package.json sits beside cli.ts; from the build it is one level up (dist/cli.js)
+    const candidates = ['./package.json', '../package.json'].map((p) => new URL(p, import.meta.url));
+    const found = candidates.find((u) => existsSync(u)) ?? candidates[0];
+    const pkg = JSON.parse(readFileSync(found, 'utf8')) as { version: string };
     process.stdout.write(`inferguard ${pkg.version}\n`);
     return 0;
   }
