@@ -283,6 +283,12 @@ export interface ResolvedPolicy {
   http: { allowPaths: string[] };
   grpc: { allowMethods: string[] };
   tests: (PolicyTestCase & { file?: string; line?: number })[];
+  /**
+   * sha256 hex of the canonical JSON of this resolved policy without positions (origins, test
+   * file/line) and without tests: equal for equal behaviour. Set by the loader (load.ts);
+   * compilePolicy copies it to CompiledPolicy.hash (and computes the same thing when absent).
+   */
+  hash?: string;
 }
 
 /** A built-in rule pack file (policy/packs/<name>.yaml). */
