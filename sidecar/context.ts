@@ -27,6 +27,8 @@ export interface RequestInfo {
   rpcMethod?: string;
   /** HTTP: request path without the query string */
   urlPath?: string;
+  /** HTTP: request method (GET, POST) for the http.request.method span attribute */
+  httpMethod?: string;
 }
 
 export interface DecisionEvent {
