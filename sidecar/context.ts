@@ -74,6 +74,8 @@ export interface HostPort {
 export interface ListenerSpec {
   listen: HostPort;
   upstream: HostPort;
+  /** gRPC: largest message accepted or sent, either direction (default 64 MiB); beyond: RESOURCE_EXHAUSTED */
+  maxMessageBytes?: number;
 }
 
 export interface Listener {
