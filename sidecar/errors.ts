@@ -37,6 +37,12 @@ export const ERRORS = {
     type: 'request_too_large',
     message: 'request exceeds {limit} ({max})',
   },
+  unsupported_encoding: {
+    http: 415,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    type: 'invalid_request_error',
+    message: '{encoding} cannot be inspected: {hint}',
+  },
   upstream_unavailable: {
     http: 502,
     grpc: GrpcStatus.UNAVAILABLE,
