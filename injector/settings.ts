@@ -1,0 +1,85 @@
+// Injector settings from flags and INFERGUARD_* environment variables (flags win), shared by
+// `inferguard injector` and `inferguard inject` so both render the same sidecar.
+import { DEFAULT_SETTINGS, type InjectorSettings } from './mutate.js';
+
+/** flag name → env var, default and meaning (printed by --help, documented in docs/injector.md) */
+export const SETTING_FLAGS = {
+  'sidecar-image': {
+    env: 'INFERGUARD_SIDECAR_IMAGE',
+    help: `sidecar image (default ${DEFAULT_SETTINGS.image})`,
+  },
+  'sidecar-cpu': {
+    env: 'INFERGUARD_SIDECAR_CPU',
+    help: `sidecar CPU request = limit (default ${DEFAULT_SETTINGS.cpu})`,
+  },
+  'sidecar-memory': {
+    env: 'INFERGUARD_SIDECAR_MEMORY',
+    help: `sidecar memory request = limit (default ${DEFAULT_SETTINGS.memory})`,
+  },
+  'sidecar-log-level': {
+    env: 'INFERGUARD_SIDECAR_LOG_LEVEL',
+    help: `sidecar --log-level (default ${DEFAULT_SETTINGS.logLevel})`,
+  },
+  'image-pull-policy': {
+    env: 'INFERGUARD_IMAGE_PULL_POLICY',
+    help: 'Always | IfNotPresent | Never (default IfNotPresent)',
+  },
+  'otel-endpoint': { env: 'INFERGUARD_OTEL_ENDPOINT', help: 'OTEL_EXPORTER_OTLP_ENDPOINT given to sidecars' },
+  'otel-protocol': {
+    env: 'INFERGUARD_OTEL_PROTOCOL',
+    help: 'OTEL_EXPORTER_OTLP_PROTOCOL given to sidecars (grpc | http/protobuf)',
+  },
+  'otel-service-name': {
+    env: 'INFERGUARD_OTEL_SERVICE_NAME',
+    help: `OTEL_SERVICE_NAME given to sidecars (default ${DEFAULT_SETTINGS.otelServiceName})`,
+  },
+  'injector-namespace': {
+    env: 'INFERGUARD_NAMESPACE',
+    help: `the injector's own namespace, never injected (default ${DEFAULT_SETTINGS.injectorNamespace})`,
+  },
+} as const;
+
+export type SettingFlag = keyof typeof SETTING_FLAGS;
+
+export class UsageError extends Error {}
+
+export function settingsFrom(
+  flags: Partial<Record<SettingFlag, string>>,
+  env: NodeJS.ProcessEnv,
+): InjectorSettings {
+  const get = (f: SettingFlag): string | undefined => {
+    const v = flags[f] ?? env[SETTING_FLAGS[f].env];
+    return v === '' ? undefined : v;
+  };
+  const pull = get('image-pull-policy');
+  if (pull !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(pull)) {
+    throw new UsageError(`--image-pull-policy: "${pull}" is not one of Always, IfNotPresent, Never`);
+  }
+  const s: InjectorSettings = {
+    image: get('sidecar-image') ?? DEFAULT_SETTINGS.image,
+    imagePullPolicy: (pull as InjectorSettings['imagePullPolicy']) ?? DEFAULT_SETTINGS.imagePullPolicy,
+    cpu: get('sidecar-cpu') ?? DEFAULT_SETTINGS.cpu,
+    memory: get('sidecar-memory') ?? DEFAULT_SETTINGS.memory,
+    logLevel: get('sidecar-log-level') ?? DEFAULT_SETTINGS.logLevel,
+    otelServiceName: get('otel-service-name') ?? DEFAULT_SETTINGS.otelServiceName,
+    injectorNamespace: get('injector-namespace') ?? DEFAULT_SETTINGS.injectorNamespace,
+  };
+  const endpoint = get('otel-endpoint');
+  if (endpoint) s.otelEndpoint = endpoint;
+  const protocol = get('otel-protocol');
+  if (protocol) s.otelProtocol = protocol;
+  return s;
+}
+
+/** parseArgs option table for the setting flags */
+export function settingOptions(): Record<SettingFlag, { type: 'string' }> {
+  return Object.fromEntries(
+    Object.keys(SETTING_FLAGS).map((k) => [k, { type: 'string' as const }]),
+  ) as Record<SettingFlag, { type: 'string' }>;
+}
+
+export function settingsHelp(): string {
+  return Object.entries(SETTING_FLAGS)
+    .map(([flag, d]) => `  --${flag.padEnd(20)} ${d.help} [$${d.env}]`)
+    .join('\n');
+}
