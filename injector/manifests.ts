@@ -47,7 +47,7 @@ export function renderManifests(objects: unknown[], format: OutputFormat): strin
     const value = objects.length === 1 ? objects[0] : { apiVersion: 'v1', kind: 'List', items: objects };
     return `${JSON.stringify(value, null, 2)}\n`;
   }
-  return objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
+  return objects.map((o) => stringify(o, { lineWidth: 0, singleQuote: true })).join('---\n');
 }
 
 export interface InjectReport {
