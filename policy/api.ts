@@ -46,21 +46,8 @@ const todo = (name: string): never => {
   throw new Error(`policy.${name} is not implemented yet`);
 };
 
-export async function loadPolicy(_paths?: string | string[]): Promise<CompiledPolicy> {
-  return todo('loadPolicy');
-}
-export function loadPolicyText(_text: string, _file: string): CompiledPolicy {
-  return todo('loadPolicyText');
-}
-export function validatePolicyText(_text: string, _file: string): PolicyProblem[] {
-  return todo('validatePolicyText');
-}
-export function defaultPolicy(): CompiledPolicy {
-  return todo('defaultPolicy');
-}
-export function emptyPolicy(): CompiledPolicy {
-  return todo('emptyPolicy');
-}
+// Loading (load.ts): YAML → schema → merge → packs/overrides → RE2 checks → ResolvedPolicy → compile.
+export { loadPolicy, loadPolicyText, validatePolicyText, defaultPolicy, emptyPolicy } from './load.js';
 export function withMode(_p: CompiledPolicy, _mode: Mode): CompiledPolicy {
   return todo('withMode');
 }
@@ -75,7 +62,11 @@ export function scanText(
 export function scanRequest(_p: CompiledPolicy, _req: RequestExchange): RequestVerdict {
   return todo('scanRequest');
 }
-export function scanResponse(_p: CompiledPolicy, _res: ResponseExchange, _ctx?: ScanContext): ResponseVerdict {
+export function scanResponse(
+  _p: CompiledPolicy,
+  _res: ResponseExchange,
+  _ctx?: ScanContext,
+): ResponseVerdict {
   return todo('scanResponse');
 }
 export function checkToolCall(_p: CompiledPolicy, _call: ToolCall, _direction: Direction): Finding[] {

@@ -309,7 +309,6 @@ function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
       }
       continue;
     }
-    if (doc.contents === null) continue; // `---` with nothing after it
     let data: unknown;
     try {
       data = doc.toJS({ maxAliasCount: 100 });
@@ -318,6 +317,7 @@ function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
       problems.at(source.file, line, col, 'yaml_syntax', `YAML: ${(err as Error).message}`);
       continue;
     }
+    if (data === null || data === undefined) continue; // `---` with nothing after it
     out.push({ file: source.file, doc, lc, data });
   }
   if (!out.length && !problems.list.some((p) => p.file === source.file)) {
