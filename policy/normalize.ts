@@ -1,0 +1,379 @@
+// Normalization: every scanner sees text the way a model reads it, not the way an attacker spelled it.
+//
+// Pipeline per code point (one pass, offsets kept):
+//   1. Unicode tag characters (U+E0000–U+E007F) are removed; the ones that spell ASCII (U+E0020–U+E007E)
+//      are collected as hidden text, which the scanner scans as decoded content.
+//   2. Invisible characters are removed: zero-width (U+200B–U+200F, U+2060–U+2064, U+FEFF), bidi controls
+//      (U+202A–U+202E, U+2066–U+2069, U+061C), soft hyphen, combining grapheme joiner, variation selectors,
+//      combining marks (a base letter keeps its identity: `é` → `e`), and C0/C1 controls other than whitespace.
+//   3. NFKC (fullwidth, mathematical alphanumerics, ligatures → plain letters), then confusable folding
+//      (Cyrillic/Greek/… lookalikes → Latin, from the `confusables` package's Unicode-derived table).
+//   4. Whitespace runs (any Unicode whitespace, newlines included) collapse to one ASCII space.
+// Case is preserved: rules say `(?i)` when they mean it.
+//
+// Every normalized UTF-16 unit remembers the [start, end) of the original code units it came from, so a
+// finding in normalized text maps back to the original (`toOriginal`). Plain ASCII text without control
+// characters or doubled spaces — most prompts — takes a fast path that allocates no offset map.
+import { confusablesMap } from 'confusables';
+
+export interface NormalizedText {
+  /** the normalized text that rules run on */
+  readonly text: string;
+  /** original start per normalized unit; null = identity (text unchanged) */
+  readonly starts: Int32Array | null;
+  /** original end (exclusive) per normalized unit; null = identity */
+  readonly ends: Int32Array | null;
+  /** length of the original text */
+  readonly originalLength: number;
+  /** ASCII spelled with Unicode tag characters, with its span in the original text */
+  readonly hidden: readonly HiddenText[];
+}
+
+export interface HiddenText {
+  start: number;
+  end: number;
+  text: string;
+}
+
+// Cheap test for the fast path: printable ASCII and single spaces only.
+const NEEDS_WORK = /[^\x21-\x7e ]| {2}/;
+
+/** Map a normalized span [start, end) back to the original text's [start, end). */
+export function toOriginal(n: NormalizedText, start: number, end: number): [number, number] {
+  if (n.starts === null || n.ends === null) return [start, end];
+  const len = n.text.length;
+  if (len === 0) return [0, 0];
+  const s = start < len ? n.starts[start] : n.originalLength;
+  const e = end > start ? n.ends[Math.min(end, len) - 1] : s;
+  return [s, e];
+}
+
+/** Original offset where normalized position `pos` begins (pos may equal the normalized length). */
+export function originalAt(n: NormalizedText, pos: number): number {
+  if (n.starts === null) return pos;
+  return pos < n.text.length ? n.starts[pos] : n.originalLength;
+}
+
+// Folding of one code point: NFKC then confusables. Cached (bounded: at most FOLD_CACHE_MAX distinct
+// code points, so an attacker cycling through Unicode cannot grow memory).
+const FOLD_CACHE_MAX = 65_536;
+const foldCache = new Map<number, string>();
+
+// A few entries of the upstream table that fold to a letter of the wrong shape for prompt text.
+const CONFUSABLE_FIXES: Record<string, string> = { ι: 'i', Ι: 'I', κ: 'k', τ: 't', χ: 'x', ԍ: 'g' };
+
+function confusable(ch: string): string | undefined {
+  const fix = CONFUSABLE_FIXES[ch];
+  if (fix !== undefined) return fix;
+  const v = confusablesMap.get(ch);
+  // only letter/digit targets: the table also maps some punctuation, which would change meaning
+  if (v !== undefined && /^[A-Za-z0-9]{1,2}$/.test(v)) return v;
+  return undefined;
+}
+
+function fold(cp: number): string {
+  const cached = foldCache.get(cp);
+  if (cached !== undefined) return cached;
+  const nfkc = String.fromCodePoint(cp).normalize('NFKC');
+  let out = '';
+  for (const ch of nfkc) {
+    const c = ch.codePointAt(0)!;
+    if (c < 0x80) {
+      out += ch;
+      continue;
+    }
+    if (isInvisible(c)) continue;
+    out += confusable(ch) ?? ch;
+  }
+  if (foldCache.size < FOLD_CACHE_MAX) foldCache.set(cp, out);
+  return out;
+}
+
+function isInvisible(c: number): boolean {
+  return (
+    (c >= 0x200b && c <= 0x200f) ||
+    (c >= 0x202a && c <= 0x202e) ||
+    (c >= 0x2060 && c <= 0x206f) ||
+    c === 0xfeff ||
+    c === 0x00ad ||
+    c === 0x034f ||
+    c === 0x061c ||
+    c === 0x180e ||
+    c === 0x115f ||
+    c === 0x1160 ||
+    c === 0x3164 ||
+    c === 0xffa0 ||
+    (c >= 0xfe00 && c <= 0xfe0f) ||
+    (c >= 0xe0100 && c <= 0xe01ef) ||
+    (c >= 0x0300 && c <= 0x036f) ||
+    (c >= 0x1ab0 && c <= 0x1aff) ||
+    (c >= 0x1dc0 && c <= 0x1dff) ||
+    (c >= 0x20d0 && c <= 0x20ff) ||
+    (c >= 0xfe20 && c <= 0xfe2f) ||
+    (c >= 0x80 && c <= 0x9f) ||
+    (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0b && c !== 0x0c && c !== 0x0d) ||
+    c === 0x7f
+  );
+}
+
+function isSpace(c: number): boolean {
+  return (
+    c === 0x20 ||
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0x85
+  );
+}
+
+const NO_HIDDEN: readonly HiddenText[] = Object.freeze([]);
+
+export function normalize(text: string): NormalizedText {
+  if (!NEEDS_WORK.test(text)) {
+    return { text, starts: null, ends: null, originalLength: text.length, hidden: NO_HIDDEN };
+  }
+  const len = text.length;
+  let cap = len + 16;
+  let starts = new Int32Array(cap);
+  let ends = new Int32Array(cap);
+  const parts: string[] = [];
+  let n = 0; // normalized length so far
+  let lastSpace = true; // collapse leading whitespace with nothing before it? no: keep one, see below
+  lastSpace = false;
+  let hidden: HiddenText[] | null = null;
+  let tagStart = -1;
+  let tagText = '';
+  // unchanged ASCII is copied as slices: [runStart, i) pending
+  let runStart = 0;
+
+  const grow = (need: number) => {
+    if (need <= cap) return;
+    while (cap < need) cap *= 2;
+    const s2 = new Int32Array(cap);
+    s2.set(starts.subarray(0, n));
+    starts = s2;
+    const e2 = new Int32Array(cap);
+    e2.set(ends.subarray(0, n));
+    ends = e2;
+  };
+  const flushRun = (to: number) => {
+    if (to > runStart) {
+      parts.push(text.slice(runStart, to));
+      grow(n + (to - runStart));
+      for (let k = runStart; k < to; k++) {
+        starts[n] = k;
+        ends[n] = k + 1;
+        n++;
+      }
+    }
+  };
+  const endTag = () => {
+    if (tagStart >= 0) {
+      if (tagText.length > 0) (hidden ??= []).push({ start: tagStart, end: tagEnd, text: tagText });
+      tagStart = -1;
+      tagText = '';
+    }
+  };
+  let tagEnd = 0;
+
+  let i = 0;
+  while (i < len) {
+    const c = text.charCodeAt(i);
+    // fast branch: printable ASCII other than a space that follows a space
+    if (c > 0x20 && c < 0x7f) {
+      if (tagStart >= 0) endTag();
+      lastSpace = false;
+      i++;
+      continue;
+    }
+    if (c === 0x20 && !lastSpace) {
+      if (tagStart >= 0) endTag();
+      lastSpace = true;
+      i++;
+      continue;
+    }
+    // slow branch: this code point changes the text
+    let cp = c;
+    let width = 1;
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < len) {
+      const lo = text.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = ((c - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
+        width = 2;
+      }
+    }
+    flushRun(i);
+    if (cp >= 0xe0000 && cp <= 0xe007f) {
+      // tag characters: invisible; ASCII-spelling ones are hidden text
+      if (tagStart < 0) tagStart = i;
+      if (cp >= 0xe0020 && cp <= 0xe007e) tagText += String.fromCharCode(cp - 0xe0000);
+      tagEnd = i + width;
+      i += width;
+      runStart = i;
+      continue;
+    }
+    if (tagStart >= 0) endTag();
+    if (isSpace(cp)) {
+      if (lastSpace && n > 0) {
+        ends[n - 1] = i + width; // the one space now covers the whole run
+      } else if (!lastSpace) {
+        grow(n + 1);
+        parts.push(' ');
+        starts[n] = i;
+        ends[n] = i + width;
+        n++;
+      } else {
+        // leading whitespace after a removed prefix: keep one space
+        grow(n + 1);
+        parts.push(' ');
+        starts[n] = i;
+        ends[n] = i + width;
+        n++;
+      }
+      lastSpace = true;
+    } else if (isInvisible(cp)) {
+      // removed; does not break a whitespace run
+    } else {
+      const f = fold(cp);
+      if (f.length > 0) {
+        grow(n + f.length);
+        parts.push(f);
+        for (let k = 0; k < f.length; k++) {
+          starts[n] = i;
+          ends[n] = i + width;
+          n++;
+        }
+        lastSpace = false;
+      }
+    }
+    i += width;
+    runStart = i;
+  }
+  flushRun(len);
+  endTag();
+  return {
+    text: parts.join(''),
+    starts: starts.subarray(0, n),
+    ends: ends.subarray(0, n),
+    originalLength: len,
+    hidden: hidden ?? NO_HIDDEN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded decoding of encoded payloads (base64, hex, %-encoding) found in normalized text.
+
+export type EncodingKind = 'base64' | 'hex' | 'url' | 'tag';
+
+export interface EncodedRun {
+  /** span in the text the run was found in */
+  start: number;
+  end: number;
+  kind: EncodingKind;
+  decoded: string;
+}
+
+// Candidates are found with V8 regexes: these are ours, linear (no nested quantifiers) and never user input.
+const B64_RUN = /[A-Za-z0-9+/_-]{16,}={0,2}/g;
+const HEX_RUN = /^(?:[0-9A-Fa-f]{2})+$/;
+const PCT_RUN = /[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}/g;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** At least 90 % printable characters (letters, digits, punctuation, whitespace), no NULs. */
+function mostlyPrintable(s: string): boolean {
+  if (s.length === 0) return false;
+  let bad = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (
+      c === 0 ||
+      c === 0xfffd ||
+      (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) ||
+      (c >= 0x7f && c < 0xa0)
+    )
+      bad++;
+  }
+  return bad * 10 <= s.length;
+}
+
+function decodeBytes(buf: Buffer): string | null {
+  try {
+    const s = utf8.decode(buf);
+    return mostlyPrintable(s) ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function percentDecode(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    // invalid UTF-8 in some escape: decode what forms valid sequences, keep the rest as written
+    return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, (m) => {
+      try {
+        return decodeURIComponent(m);
+      } catch {
+        return m;
+      }
+    });
+  }
+}
+
+/**
+ * Encoded runs in `text` that decode to mostly printable UTF-8, at most `budget` decoded characters in
+ * total (runs past the budget are left alone: the caller reports nothing for them).
+ */
+export function findEncodedRuns(text: string, budget: number): EncodedRun[] {
+  const out: EncodedRun[] = [];
+  if (budget <= 0) return out;
+  let used = 0;
+  if (text.length >= 16) {
+    B64_RUN.lastIndex = 0;
+    let m: RegExpExecArray | null;
+    while ((m = B64_RUN.exec(text)) !== null && used < budget) {
+      const run = m[0];
+      // a long plain word (e.g. `internationalization`) is not worth decoding: base64 of text mixes cases/digits
+      let decoded: string | null = null;
+      let kind: EncodingKind = 'base64';
+      const maxIn = Math.min(run.length, Math.ceil(((budget - used) * 4) / 3) + 4);
+      const body = run.slice(0, maxIn);
+      if (HEX_RUN.test(body) && body.length >= 16) {
+        decoded = decodeBytes(Buffer.from(body, 'hex'));
+        kind = 'hex';
+      }
+      if (decoded === null) {
+        decoded = decodeBytes(
+          Buffer.from(
+            body.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/')),
+            'base64',
+          ),
+        );
+        kind = 'base64';
+      }
+      if (decoded !== null && decoded.length >= 4) {
+        out.push({ start: m.index, end: m.index + run.length, kind, decoded });
+        used += decoded.length;
+      }
+    }
+  }
+  if (text.includes('%') && used < budget) {
+    PCT_RUN.lastIndex = 0;
+    let m: RegExpExecArray | null;
+    while ((m = PCT_RUN.exec(text)) !== null && used < budget) {
+      const decoded = percentDecode(m[0]);
+      if (decoded !== null && decoded !== m[0] && mostlyPrintable(decoded)) {
+        const d = decoded.slice(0, budget - used);
+        out.push({ start: m.index, end: m.index + m[0].length, kind: 'url', decoded: d });
+        used += d.length;
+      }
+    }
+  }
+  return out;
+}
