@@ -93,7 +93,9 @@ function check(c: Candidate, p: UrlPolicy, out: UrlFinding[]): void {
   const push = (rule: string, category: UrlFinding['category'], message: string) =>
     out.push({ rule, category, start: c.start, end: c.end, message });
   // sentence punctuation after a bare URL is not part of it
-  const raw = c.url.replace(/^[\s\u0000-\u001f]+/, '').replace(/[.,;:!?]+$/, '');
+  let lead = 0;
+  while (lead < c.url.length && c.url.charCodeAt(lead) <= 0x20) lead++; // browsers skip leading controls
+  const raw = c.url.slice(lead).replace(/[.,;:!?]+$/, '');
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(raw)?.[1]?.toLowerCase();
   if (scheme === 'javascript' || scheme === 'vbscript') {
     if (c.context !== 'bare') push('output.url-javascript', 'url', 'script URL in output');
