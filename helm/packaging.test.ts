@@ -1,0 +1,228 @@
+// Static checks of what ships around the chart: the two Dockerfiles, .dockerignore, the example
+// workload and e2e/kind.sh. No Docker daemon or cluster here, so these read the files the way
+// `docker build` and the API server would trip over them.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Namespace, Service } from 'kubernetes-models/v1';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const read = (p: string) => readFileSync(path.join(ROOT, p), 'utf8');
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+interface Stage {
+  from: string;
+  name?: string;
+  steps: Instruction[];
+}
+
+/** Dockerfile → stages of instructions (comments dropped, `\` continuations joined) */
+function parseDockerfile(src: string): { args: Record<string, string>; stages: Stage[] } {
+  const lines = src
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const args: Record<string, string> = {};
+  const stages: Stage[] = [];
+  for (const line of lines) {
+    const [, op, rest] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
+    if (!op) throw new Error(`unparsable line: ${line}`);
+    const upper = op.toUpperCase();
+    if (upper === 'ARG' && stages.length === 0) {
+      const [k, v] = rest.split('=');
+      args[k] = v ?? '';
+    } else if (upper === 'FROM') {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest)!;
+      stages.push({
+        from: m[1].replace(/^\$\{(\w+)\}$/, (_, k: string) => args[k] ?? `\${${k}}`),
+        name: m[2],
+        steps: [],
+      });
+    } else {
+      stages.at(-1)!.steps.push({ op: upper, args: rest });
+    }
+  }
+  return { args, stages };
+}
+
+/** .dockerignore as regexes (the subset of the syntax we use: `**`, `*`, plain paths) */
+function dockerignore(): RegExp[] {
+  return read('.dockerignore')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((p) => {
+      const re = p
+        .replace(/[.+?^${}()|[\]]/g, '\\$&')
+        .replace(/\*\*\//g, '(?:.*/)?')
+        .replace(/\*/g, '[^/]*');
+      return new RegExp(`^${re}(?:/.*)?$`);
+    });
+}
+const ignored = (p: string) => dockerignore().some((re) => re.test(p));
+
+for (const file of ['Dockerfile.sidecar', 'Dockerfile.injector']) {
+  describe(file, () => {
+    const { stages } = parseDockerfile(read(file));
+    const final = stages.at(-1)!;
+
+    it('is multi-stage on a pinned official Node LTS slim image', () => {
+      expect(stages.length).toBeGreaterThanOrEqual(2);
+      for (const s of stages)
+        expect(s.from).toMatch(/^node:(20|22)(\.\d+){0,2}-bookworm-slim(@sha256:[0-9a-f]{64})?$/);
+      expect(stages.slice(0, -1).every((s) => s.name)).toBe(true);
+    });
+
+    it('runs as a numeric non-root USER in the final stage', () => {
+      const users = final.steps.filter((s) => s.op === 'USER');
+      expect(users).toHaveLength(1);
+      const [uid, gid] = users[0].args.split(':');
+      expect(Number(uid)).toBeGreaterThan(0);
+      if (gid !== undefined) expect(Number(gid)).toBeGreaterThan(0);
+      // nothing after USER may run commands (they would run as that user and fail, or hide a root step)
+      const afterUser = final.steps.slice(final.steps.indexOf(users[0]) + 1);
+      expect(afterUser.filter((s) => s.op === 'RUN')).toEqual([]);
+    });
+
+    it('copies only built output, production dependencies, package.json and protos into the final stage', () => {
+      const copies = final.steps.filter((s) => s.op === 'COPY' || s.op === 'ADD');
+      expect(copies.every((c) => c.op === 'COPY')).toBe(true);
+      const sources = copies.map((c) => c.args.split(/\s+/).slice(0, -1).join(' '));
+      const allowed = [
+        /^--from=prod-deps \/app\/node_modules$/,
+        /^--from=build \/src\/dist$/,
+        /^package\.json$/,
+        /^proto$/,
+      ];
+      for (const s of sources)
+        expect(
+          allowed.some((re) => re.test(s)),
+          s,
+        ).toBe(true);
+      expect(sources).toContain('--from=build /src/dist');
+      expect(sources).toContain('--from=prod-deps /app/node_modules');
+      const prod = stages.find((s) => s.name === 'prod-deps')!;
+      expect(prod.steps.some((s) => s.op === 'RUN' && /npm ci --omit=dev/.test(s.args))).toBe(true);
+      // the final image has no npm ci of its own, and no dev toolchain
+      expect(final.steps.some((s) => s.op === 'RUN' && /npm|g\+\+|make/.test(s.args))).toBe(false);
+    });
+
+    it('never copies the whole context; every copied path exists and survives .dockerignore', () => {
+      for (const stage of stages) {
+        for (const step of stage.steps.filter((s) => s.op === 'COPY' && !s.args.startsWith('--from'))) {
+          const parts = step.args.split(/\s+/);
+          for (const src of parts.slice(0, -1)) {
+            expect(src, `${stage.name ?? 'final'}: COPY ${src}`).not.toMatch(/^\.\/?$/);
+            expect(existsSync(path.join(ROOT, src)), `${src} exists`).toBe(true);
+            expect(ignored(src), `${src} is not excluded by .dockerignore`).toBe(false);
+          }
+        }
+      }
+    });
+
+    it('builds with the package scripts and starts the bin', () => {
+      const build = stages.find((s) => s.name === 'build')!;
+      expect(build.steps.some((s) => s.op === 'RUN' && s.args === 'npm run build')).toBe(true);
+      const pkg = JSON.parse(read('package.json'));
+      expect(pkg.bin.inferguard).toBe('dist/cli.js');
+      const entry = final.steps.find((s) => s.op === 'ENTRYPOINT')!;
+      expect(JSON.parse(entry.args)).toEqual(['node', '/app/dist/cli.js']);
+    });
+  });
+}
+
+describe('images', () => {
+  it('the sidecar image carries iptables (init-redirect runs from it); the injector image does not', () => {
+    const sidecar = parseDockerfile(read('Dockerfile.sidecar')).stages.at(-1)!;
+    const injector = parseDockerfile(read('Dockerfile.injector')).stages.at(-1)!;
+    expect(sidecar.steps.some((s) => s.op === 'RUN' && /apt-get install .*\biptables\b/.test(s.args))).toBe(
+      true,
+    );
+    expect(injector.steps.some((s) => /iptables/.test(s.args))).toBe(false);
+    expect(JSON.parse(sidecar.steps.find((s) => s.op === 'CMD')!.args)).toEqual(['sidecar']);
+    expect(JSON.parse(injector.steps.find((s) => s.op === 'CMD')!.args)).toEqual(['injector']);
+  });
+
+  it('.dockerignore keeps node_modules, git, tests and build output out of the context', () => {
+    for (const p of [
+      'node_modules',
+      'node_modules/re2/build/x.node',
+      '.git',
+      '.git/HEAD',
+      'dist',
+      'policy/load.test.ts',
+      'e2e/kind.sh',
+      'helm/inferguard/values.yaml',
+    ]) {
+      expect(ignored(p), p).toBe(true);
+    }
+    for (const p of [
+      'package.json',
+      'package-lock.json',
+      'policy/load.ts',
+      'proto/inference/grpc_service.proto',
+      'testing/fake-vllm.ts',
+    ]) {
+      expect(ignored(p), p).toBe(false);
+    }
+  });
+
+  it('the build copies proto/ into dist/ (the gRPC codec and the OTLP receiver load .proto files at run time)', () => {
+    expect(read('scripts/copy-assets.mjs')).toMatch(/'proto'/);
+    const build = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8'));
+    expect(build.include).toEqual(
+      expect.arrayContaining(['cli.ts', 'policy', 'sidecar', 'injector', 'testing/fake-*.ts']),
+    );
+  });
+});
+
+describe('helm/examples/vllm.yaml', () => {
+  const docs = parseAllDocuments(read('helm/examples/vllm.yaml')).map((d) => d.toJS());
+
+  it('is a valid Namespace, Deployment and Service', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'Deployment', 'Service']);
+    new Namespace(docs[0]).validate();
+    new Deployment(docs[1]).validate();
+    new Service(docs[2]).validate();
+  });
+
+  it('opts in by namespace label and pod annotation, and the Service targets the model port by name', () => {
+    const [ns, deploy, svc] = docs;
+    expect(ns.metadata.labels['inferguard.io/injection']).toBe('enabled');
+    const annotations = deploy.spec.template.metadata.annotations;
+    expect(annotations['inferguard.io/inject']).toBe('true');
+    expect(annotations['inferguard.io/ports']).toBe('8000=http');
+    const port = deploy.spec.template.spec.containers[0].ports[0];
+    expect(port).toEqual({ name: 'http', containerPort: 8000 });
+    expect(svc.spec.ports[0].targetPort).toBe('http');
+    expect(svc.spec.selector).toEqual(deploy.spec.selector.matchLabels);
+  });
+});
+
+describe('e2e/kind.sh', () => {
+  const script = path.join(ROOT, 'e2e', 'kind.sh');
+
+  it('is executable and strict', () => {
+    expect(statSync(script).mode & 0o111).not.toBe(0);
+    const src = read('e2e/kind.sh');
+    expect(src.startsWith('#!/usr/bin/env bash\n')).toBe(true);
+    expect(src).toContain('set -euo pipefail');
+    expect(src).toContain('/api/v3/traces?query.service_name=inferguard-sidecar');
+    expect(src).toContain('jaeger.enabled=true');
+  });
+
+  it('passes shellcheck (bash -n where shellcheck is not installed)', () => {
+    const hasShellcheck = spawnSync('shellcheck', ['--version']).status === 0;
+    const [cmd, args] = hasShellcheck ? ['shellcheck', ['--shell=bash', script]] : ['bash', ['-n', script]];
+    // execFileSync throws with the linter's findings in the message when it exits non-zero
+    expect(() => execFileSync(cmd, args, { encoding: 'utf8', stdio: 'pipe' })).not.toThrow();
+  });
+});
