@@ -644,13 +644,13 @@ function parsePack(source: PolicySource, problems: Problems): LoadedPack | undef
   if (validateDoc(src, problems, true) !== 'RulePack') return undefined;
   const data = structuredClone(src.data) as RulePack;
   schemas().packDefaults(data);
-  const name = data.metadata.name;
-  const expected = path.basename(source.file).replace(/\.ya?ml$/, '');
-  if (name !== expected) {
+  // a pack is known by its file name (spec.packs: [secrets] reads secrets.yaml); metadata.name must agree
+  const name = path.basename(source.file).replace(/\.ya?ml$/, '');
+  if (data.metadata.name !== name) {
     problems.loc(
       { src, path: ['metadata', 'name'] },
       'invalid_pack',
-      `metadata.name: must be "${expected}", the file's name (got "${name}")`,
+      `metadata.name: must be "${name}", the file's name (got "${data.metadata.name}")`,
     );
   }
   const rules = data.rules.map((r, i) => {
