@@ -76,10 +76,10 @@ describe('Chart.yaml and values', () => {
     const bad = [
       withOverride((v) => (v.sidecarr = {})),
       withOverride((v) => (v.certificates.mode = 'vault')),
-      withOverride((v) => (v.sidecar.capture = 'tproxy')),
+      withOverride((v) => (v.sidecar.otel.protocol = 'zipkin')),
       withOverride((v) => (v.webhook.failurePolicy = 'Maybe')),
       withOverride((v) => (v.webhook.timeoutSeconds = 60)),
-      withOverride((v) => (v.sidecar.resources.requests.cpu = 'lots')),
+      withOverride((v) => (v.sidecar.resources.cpu = 'lots')),
       withOverride((v) => (v.sidecar.otel.endpoint = 'jaeger:4317')),
       withOverride((v) => (v.jaeger.image.unknown = true)),
     ];
@@ -89,7 +89,7 @@ describe('Chart.yaml and values', () => {
       v.certificates.mode = 'cert-manager';
       v.certificates.certManager.issuerRef = { name: 'corp-ca', kind: 'ClusterIssuer' };
       v.jaeger.enabled = true;
-      v.sidecar.capture = 'port';
+      v.sidecar.resources = { cpu: '500m', memory: '512Mi' };
       v.sidecar.otel.endpoint = 'http://otel-collector.observability:4317';
       v.webhook.namespaceSelector = { matchLabels: {} };
       v.policy.namespaces = ['models'];
@@ -328,22 +328,37 @@ describe('injector Deployment and RBAC', () => {
     expect(svc.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' }]);
   });
 
-  it('passes the sidecar defaults to the injector', () => {
-    const args: string[] = container.args;
-    for (const flag of [
-      '--sidecar-image=',
-      '--capture=',
-      '--fail=',
-      '--self-signed',
-      '--webhook-config=',
-      '--cert-dir=',
+  it('passes the sidecar defaults to the injector as its INFERGUARD_* settings', () => {
+    const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    for (const name of [
+      'INFERGUARD_SIDECAR_IMAGE',
+      'INFERGUARD_IMAGE_PULL_POLICY',
+      'INFERGUARD_SIDECAR_CPU',
+      'INFERGUARD_SIDECAR_MEMORY',
+      'INFERGUARD_SIDECAR_LOG_LEVEL',
+      'INFERGUARD_OTEL_ENDPOINT',
+      'INFERGUARD_OTEL_PROTOCOL',
+      'INFERGUARD_OTEL_SERVICE_NAME',
     ]) {
+      expect(env[name], name).toBe('TPL');
+    }
+    expect(env.INFERGUARD_NAMESPACE).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+    // the injector reads exactly these names: keep the chart and injector/settings.ts in step
+    const settings = readFileSync(path.join(HERE, '..', 'injector', 'settings.ts'), 'utf8');
+    for (const name of Object.keys(env).filter((n) => n.startsWith('INFERGUARD_'))) {
+      expect(settings, name).toContain(`'${name}'`);
+    }
+  });
+
+  it('starts the webhook server with the flags of either certificate mode', () => {
+    const args: string[] = container.args;
+    expect(args[0]).toBe('injector');
+    for (const flag of ['--listen=', '--self-signed', '--webhook-config=', '--cert-dir=']) {
       expect(
         args.some((a) => a.startsWith(flag)),
         flag,
       ).toBe(true);
     }
-    expect(args[0]).toBe('injector');
   });
 
   it('RBAC: self-signed mode gets only get/patch on the two named webhook configs and one Secret', () => {
@@ -377,7 +392,9 @@ describe('injector Deployment and RBAC', () => {
       .split('{{- end -}}\n\n')[0];
     expect(helper).toContain('.Values.jaeger.enabled');
     expect(helper).toContain(':4317');
-    expect(templates['deployment.yaml']).toContain('OTEL_EXPORTER_OTLP_ENDPOINT={{ . }}');
+    expect(templates['deployment.yaml']).toMatch(
+      /name: INFERGUARD_OTEL_ENDPOINT\n\s+value: {{ include "inferguard.otelEndpoint" \. \| quote }}/,
+    );
   });
 
   it('NOTES.txt tells the user how to label a namespace and annotate a pod', () => {
