@@ -1,0 +1,220 @@
+// `inferguard sidecar` flags and their INFERGUARD_* env twins (docs/sidecar.md). Flags win over env; a
+// repeatable flag given on the command line replaces its env list. Every problem is a UsageError with a
+// message naming the flag, and the command exits 2.
+import type { FailMode, HostPort, ListenerSpec } from './context.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+import type { Mode } from '../policy/index.js';
+
+export interface ListenerFlag extends ListenerSpec {
+  protocol: 'grpc' | 'http';
+  /** as written, for messages */
+  text: string;
+}
+
+export interface SidecarConfig {
+  /** file or directory; undefined = built-in default policy */
+  policy?: string;
+  listeners: ListenerFlag[];
+  admin: HostPort;
+  /** overrides the policy's own mode when set */
+  mode?: Mode;
+  fail: FailMode;
+  logLevel: LogLevel;
+  /** how long SIGTERM waits for in-flight calls */
+  drainSeconds: number;
+  /** policy file polling interval (a fallback for fs.watch); 0 turns polling off */
+  pollSeconds: number;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const USAGE = `usage: inferguard sidecar [flags]
+
+Runs the data plane in front of a model server: decodes inference traffic, enforces the policy,
+forwards to the upstream. Every flag also reads from the INFERGUARD_* env var shown.
+
+  --policy PATH           policy file or directory, hot-reloaded     INFERGUARD_POLICY
+                          (default: the built-in default policy)
+  --grpc LISTEN=UPSTREAM  a gRPC (KServe v2 / Triton) listener,       INFERGUARD_GRPC (comma-separated)
+                          e.g. 0.0.0.0:15001=127.0.0.1:8001; repeatable
+  --http LISTEN=UPSTREAM  an HTTP (OpenAI-compatible, KServe REST)    INFERGUARD_HTTP (comma-separated)
+                          listener, e.g. :15002=127.0.0.1:8000; repeatable
+  --admin ADDR            /healthz, /readyz, /metrics                INFERGUARD_ADMIN
+                          (default 127.0.0.1:15020)
+  --mode enforce|monitor  override the policy's mode                  INFERGUARD_MODE
+  --fail closed|open      when the engine faults: refuse (closed,     INFERGUARD_FAIL
+                          default) or forward unscanned (open)
+  --log-level LEVEL       trace|debug|info|warn|error|fatal|silent    INFERGUARD_LOG_LEVEL
+                          (default info)
+  --drain-seconds N       on SIGTERM, wait up to N s for in-flight    INFERGUARD_DRAIN_SECONDS
+                          calls (default 10)
+  --policy-poll-seconds N re-check the policy files every N s besides INFERGUARD_POLICY_POLL_SECONDS
+                          watching them (default 5, 0 = watch only)
+  -h, --help              this text
+
+Tracing is configured by the standard OTEL_* env vars (docs/telemetry.md).
+`;
+
+const DEFAULT_ADMIN: HostPort = { host: '127.0.0.1', port: 15020 };
+
+/**
+ * `host:port`, `[v6]:port`, `:port` (all interfaces) or a bare `port`.
+ * `bareHost` is used when no host is written.
+ */
+export function parseHostPort(text: string, what: string, bareHost: string, allowZero: boolean): HostPort {
+  const s = text.trim();
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s);
+  if (v6) {
+    host = v6[1];
+    portText = v6[2];
+  } else if (/^\d+$/.test(s)) {
+    host = bareHost;
+    portText = s;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon < 0 || s.indexOf(':') !== colon) {
+      throw new UsageError(`${what} "${text}": expected host:port (IPv6 as [addr]:port)`);
+    }
+    host = s.slice(0, colon) || bareHost;
+    portText = s.slice(colon + 1);
+  }
+  if (!/^\d+$/.test(portText)) throw new UsageError(`${what} "${text}": port must be a number`);
+  const port = Number(portText);
+  if (port > 65535 || (port === 0 && !allowZero)) {
+    throw new UsageError(`${what} "${text}": port must be between ${allowZero ? 0 : 1} and 65535`);
+  }
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) throw new UsageError(`${what} "${text}": bad host "${host}"`);
+  return { host, port };
+}
+
+function parseListener(protocol: 'grpc' | 'http', text: string): ListenerFlag {
+  const flag = `--${protocol}`;
+  const parts = text.split('=');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) {
+    throw new UsageError(`${flag} "${text}": expected LISTEN=UPSTREAM, e.g. 0.0.0.0:15001=127.0.0.1:8000`);
+  }
+  return {
+    protocol,
+    text,
+    listen: parseHostPort(parts[0], `${flag} listen address`, '0.0.0.0', true),
+    upstream: parseHostPort(parts[1], `${flag} upstream address`, '127.0.0.1', false),
+  };
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(`${flag} "${value}": must be one of ${allowed.join(', ')}`);
+}
+
+function seconds(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new UsageError(`${flag} "${value}": must be a number of seconds ≥ 0`);
+  }
+  return n;
+}
+
+interface FlagDef {
+  env: string;
+  repeatable?: boolean;
+}
+
+const FLAGS: Record<string, FlagDef> = {
+  '--policy': { env: 'INFERGUARD_POLICY' },
+  '--grpc': { env: 'INFERGUARD_GRPC', repeatable: true },
+  '--http': { env: 'INFERGUARD_HTTP', repeatable: true },
+  '--admin': { env: 'INFERGUARD_ADMIN' },
+  '--mode': { env: 'INFERGUARD_MODE' },
+  '--fail': { env: 'INFERGUARD_FAIL' },
+  '--log-level': { env: 'INFERGUARD_LOG_LEVEL' },
+  '--drain-seconds': { env: 'INFERGUARD_DRAIN_SECONDS' },
+  '--policy-poll-seconds': { env: 'INFERGUARD_POLICY_POLL_SECONDS' },
+};
+
+/** parse argv (after `sidecar`) and env; returns 'help' for --help */
+export function parseConfig(
+  args: string[],
+  env: Record<string, string | undefined> = process.env,
+): SidecarConfig | 'help' {
+  const given = new Map<string, string[]>();
+  // --grpc and --http interleave; keep the listeners in command-line order
+  const listenerOrder: { protocol: 'grpc' | 'http'; value: string }[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '-h' || arg === '--help') return 'help';
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    const def = FLAGS[name];
+    if (!def) {
+      throw new UsageError(arg.startsWith('-') ? `unknown flag ${name}` : `unexpected argument "${arg}"`);
+    }
+    let value: string;
+    if (name !== arg) {
+      value = arg.slice(eq + 1);
+    } else {
+      if (i + 1 >= args.length || args[i + 1].startsWith('--')) throw new UsageError(`${name} needs a value`);
+      value = args[++i];
+    }
+    if (!def.repeatable && given.has(name)) throw new UsageError(`${name} given more than once`);
+    given.set(name, [...(given.get(name) ?? []), value]);
+    if (name === '--grpc' || name === '--http')
+      listenerOrder.push({ protocol: name === '--grpc' ? 'grpc' : 'http', value });
+  }
+
+  const get = (flag: string): string | undefined => {
+    const v = given.get(flag);
+    if (v) return v[0];
+    const e = env[FLAGS[flag].env];
+    return e === undefined || e.trim() === '' ? undefined : e.trim();
+  };
+
+  const listeners = listenerOrder.map((l) => parseListener(l.protocol, l.value));
+  // a protocol not given on the command line comes from its env var (comma-separated)
+  for (const protocol of ['grpc', 'http'] as const) {
+    if (given.has(`--${protocol}`)) continue;
+    const raw = env[FLAGS[`--${protocol}`].env];
+    for (const item of (raw ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      listeners.push(parseListener(protocol, item));
+    }
+  }
+  if (listeners.length === 0) {
+    throw new UsageError('no listener: give at least one --grpc LISTEN=UPSTREAM or --http LISTEN=UPSTREAM');
+  }
+  const seen = new Map<string, string>();
+  for (const l of listeners) {
+    const key = `${l.listen.host}:${l.listen.port}`;
+    if (l.listen.port !== 0 && seen.has(key)) {
+      throw new UsageError(
+        `--${l.protocol} "${l.text}": listen address ${key} is also used by "${seen.get(key)}"`,
+      );
+    }
+    seen.set(key, l.text);
+  }
+
+  const admin = get('--admin');
+  const mode = get('--mode');
+  const fail = get('--fail');
+  const logLevel = get('--log-level');
+  const drain = get('--drain-seconds');
+  const poll = get('--policy-poll-seconds');
+  return {
+    policy: get('--policy'),
+    listeners,
+    admin: admin ? parseHostPort(admin, '--admin', '0.0.0.0', true) : DEFAULT_ADMIN,
+    mode: mode ? oneOf('--mode', mode, ['enforce', 'monitor'] as const) : undefined,
+    fail: fail ? oneOf('--fail', fail, ['closed', 'open'] as const) : 'closed',
+    logLevel: logLevel ? oneOf('--log-level', logLevel, LOG_LEVELS) : 'info',
+    drainSeconds: drain ? seconds('--drain-seconds', drain) : 10,
+    pollSeconds: poll ? seconds('--policy-poll-seconds', poll) : 5,
+  };
+}

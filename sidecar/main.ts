@@ -1,0 +1,225 @@
+// `inferguard sidecar`: wires config, telemetry, policy (with hot reload), the protocol listeners and
+// the admin endpoints together, and drains on SIGTERM/SIGINT. docs/sidecar.md describes the behaviour.
+//
+// Start-up order matters:
+//   1. telemetry first, so the SDK exports everything the servers do;
+//   2. the admin listener, so probes get a JSON answer ("starting") instead of connection refused;
+//   3. the policy: a policy that does not load is fatal at start-up (exit 2, problems on stderr), since
+//      serving unguarded or with a guessed policy would be worse than not starting;
+//   4. the listeners; /readyz turns 200 once all are bound and every upstream answers.
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  PolicyLoadError,
+  defaultPolicy,
+  formatProblem,
+  loadPolicy,
+  withMode,
+  type CompiledPolicy,
+} from '../policy/index.js';
+import { startAdmin, type AdminServer, type ListenerStatus, type Phase, type PolicyStatus } from './admin.js';
+import { parseConfig, USAGE, UsageError, type SidecarConfig } from './config.js';
+import type { Listener, SidecarContext, StartListener } from './context.js';
+import { createLogger } from './log.js';
+import { PolicyWatcher } from './reload.js';
+import { startTelemetry, type SidecarTelemetry } from './telemetry/index.js';
+
+// a variable until sidecar/http/index.ts lands, so the type check does not depend on it
+const HTTP_ADAPTER: string = './http/index.js';
+
+/** adapters load lazily: a gRPC-only sidecar never pays for the HTTP stack and vice versa */
+const ADAPTERS: Record<'grpc' | 'http', () => Promise<StartListener>> = {
+  grpc: async () => (await import('./grpc/index.js')).startGrpcListener,
+  http: async () => ((await import(HTTP_ADAPTER)) as { startHttpListener: StartListener }).startHttpListener,
+};
+
+function packageVersion(): string | undefined {
+  for (const rel of ['../package.json', '../../package.json']) {
+    const url = new URL(rel, import.meta.url);
+    if (!existsSync(url)) continue;
+    try {
+      return (JSON.parse(readFileSync(url, 'utf8')) as { name?: string; version?: string }).version;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function problemsOf(err: unknown): string[] {
+  return err instanceof PolicyLoadError ? err.problems.map(formatProblem) : [errorText(err)];
+}
+
+export async function run(args: string[]): Promise<number> {
+  let cfg: SidecarConfig | 'help';
+  try {
+    cfg = parseConfig(args, process.env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(
+      `inferguard sidecar: ${err.message}\nRun 'inferguard sidecar --help' for the flags.\n`,
+    );
+    return 2;
+  }
+  if (cfg === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const config = cfg;
+
+  const pod = { name: process.env.POD_NAME || undefined, namespace: process.env.POD_NAMESPACE || undefined };
+  const log = createLogger({ level: config.logLevel, base: { pod: pod.name, namespace: pod.namespace } });
+  const telemetry: SidecarTelemetry = startTelemetry({ log, pod, serviceVersion: packageVersion() });
+
+  let phase: Phase = 'starting';
+  let policy: CompiledPolicy | undefined;
+  let policyStatus: PolicyStatus = { loaded: false, source: config.policy ?? 'built-in default' };
+  const listeners: ListenerStatus[] = config.listeners.map((l) => ({
+    protocol: l.protocol,
+    listen: l.listen,
+    upstream: l.upstream,
+  }));
+  let watcher: PolicyWatcher | undefined;
+  let admin: AdminServer | undefined;
+
+  const stopAll = async (graceMs: number): Promise<void> => {
+    watcher?.close();
+    await Promise.all(
+      listeners.map((l) =>
+        l.listener?.close(graceMs).catch((err: unknown) => {
+          log.warn({ protocol: l.protocol, err: errorText(err) }, 'listener did not close cleanly');
+        }),
+      ),
+    );
+    await telemetry.shutdown();
+    await admin?.close();
+  };
+
+  try {
+    admin = await startAdmin(config.admin, {
+      source: { phase: () => phase, policy: () => policyStatus, listeners: () => listeners },
+      metrics: telemetry.metrics,
+      log,
+    });
+  } catch (err) {
+    log.fatal({ admin: config.admin, err: errorText(err) }, 'cannot start the admin listener');
+    await stopAll(0);
+    return 1;
+  }
+
+  const load = async (): Promise<CompiledPolicy> => {
+    const p = config.policy ? await loadPolicy(config.policy) : defaultPolicy();
+    return config.mode ? withMode(p, config.mode) : p;
+  };
+  const adopt = (p: CompiledPolicy): void => {
+    policy = p;
+    policyStatus = {
+      loaded: true,
+      name: p.name,
+      hash: p.hash,
+      source: policyStatus.source,
+      loadedAt: new Date().toISOString(),
+    };
+    telemetry.setPolicy(p.name, p.hash);
+  };
+
+  if (config.policy) {
+    watcher = new PolicyWatcher({
+      path: config.policy,
+      load,
+      log,
+      pollMs: config.pollSeconds * 1000,
+      onReload: (p) => {
+        const from = policy?.hash;
+        adopt(p);
+        telemetry.policyReloaded(true, p.hash);
+        log.info({ policy: p.name, hash: p.hash, previous: from, rules: p.ruleCount }, 'policy reloaded');
+      },
+      onError: (err) => {
+        const problems = problemsOf(err);
+        policyStatus = {
+          ...policyStatus,
+          lastReloadError: { at: new Date().toISOString(), message: problems.join('\n') },
+        };
+        telemetry.policyReloaded(false, undefined);
+        log.error(
+          { problems, enforcing: policy?.hash },
+          'policy reload failed; the last good policy stays in force',
+        );
+      },
+    });
+    // fingerprint before loading, so a change while we load is still noticed
+    await watcher.prime();
+  }
+
+  try {
+    adopt(await load());
+  } catch (err) {
+    const problems = problemsOf(err);
+    for (const p of problems) process.stderr.write(`${p}\n`);
+    log.fatal({ source: policyStatus.source, problems }, 'cannot load the policy');
+    await stopAll(0);
+    return 2;
+  }
+  await watcher?.start();
+
+  const ctx: SidecarContext = {
+    policy: () => policy as CompiledPolicy,
+    fail: config.fail,
+    telemetry,
+    log,
+    pod,
+  };
+
+  for (const l of listeners) {
+    let listener: Listener;
+    try {
+      const start = await ADAPTERS[l.protocol]();
+      listener = await start(ctx, { listen: l.listen, upstream: l.upstream });
+    } catch (err) {
+      log.fatal({ protocol: l.protocol, listen: l.listen, err: errorText(err) }, 'cannot start a listener');
+      await stopAll(0);
+      return 1;
+    }
+    l.listener = listener;
+  }
+  phase = 'serving';
+  log.info(
+    {
+      admin: admin.address,
+      listeners: listeners.map((l) => ({
+        protocol: l.protocol,
+        listen: l.listener?.address,
+        upstream: l.upstream,
+      })),
+      policy: { name: policyStatus.name, hash: policyStatus.hash, source: policyStatus.source },
+      mode: policy?.mode,
+      fail: config.fail,
+      exporters: telemetry.exporters,
+    },
+    'inferguard sidecar started',
+  );
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  phase = 'draining';
+  log.info({ signal, drainSeconds: config.drainSeconds }, 'draining: no new calls, finishing in-flight ones');
+  const again = (s: NodeJS.Signals): void => {
+    log.warn({ signal: s }, 'second signal: exiting without finishing the drain');
+    process.exit(1);
+  };
+  process.once('SIGTERM', again);
+  process.once('SIGINT', again);
+
+  await stopAll(config.drainSeconds * 1000);
+  log.info('stopped');
+  // everything is closed; if a stray handle (a keep-alive socket, an SDK timer) still holds the event
+  // loop, do not let it turn a clean drain into a SIGKILL
+  setTimeout(() => process.exit(0), 1000).unref();
+  return 0;
+}
