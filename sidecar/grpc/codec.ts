@@ -99,7 +99,9 @@ export class MalformedMessage extends Error {
 
 function decode<T>(type: protobuf.Type, buf: Uint8Array, what: string): T {
   try {
-    return type.decode(buf) as unknown as T;
+    // a plain Reader, not protobufjs's BufferReader: the latter silently truncates a string whose
+    // length runs past the end, and a message the model server would reject must not pass as valid
+    return type.decode(new protobuf.Reader(buf)) as unknown as T;
   } catch (err) {
     // protobufjs reasons are structural ("index out of range: 12 + 10 > 14", "invalid wire type 7 at
     // offset 3"): safe to return to the client.
