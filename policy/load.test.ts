@@ -418,18 +418,18 @@ describe('multiple documents and directories merge predictably', () => {
 });
 
 describe('packs', () => {
-  it('checks a pack file: name matches the file, ids carry the prefix, patterns compile', async () => {
+  it('checks a pack file: name matches the file, ids are unique, patterns compile', async () => {
     const dir = path.join(tmp, 'packs-bad');
     mkdirSync(dir);
     writeFileSync(
       path.join(dir, 'gamma.yaml'),
-      'apiVersion: inferguard.io/v1alpha1\nkind: RulePack\nmetadata: { name: gama }\nrules:\n  - { id: other.x, pattern: x }\n  - { id: gamma.y, pattern: "a(?=b)" }\n',
+      'apiVersion: inferguard.io/v1alpha1\nkind: RulePack\nmetadata: { name: gama }\nrules:\n  - { id: g.x, pattern: x }\n  - { id: gamma.y, pattern: "a(?=b)" }\n  - { id: g.x, pattern: z }\n',
     );
     const r = resolveSources([{ file: 'p.yaml', text: policy('  packs: [gamma]\n') }], { packsDir: dir });
     expect(r.problems.map(formatProblem)).toEqual([
       `${dir}/gamma.yaml:3:19: metadata.name: must be "gamma", the file's name (got "gama")`,
-      `${dir}/gamma.yaml:5:11: rule "other.x": ids in pack "gamma" start with "gamma."`,
       `${dir}/gamma.yaml:6:29: rule "gamma.y" pattern: invalid perl operator: (?= (RE2)`,
+      `${dir}/gamma.yaml:7:11: duplicate rule id "g.x" (first defined at ${dir}/gamma.yaml:5:11)`,
     ]);
     expect(knownPacks(dir)).toEqual(['gamma']);
   });

@@ -624,7 +624,7 @@ function loadPack(file: string, problems: Problems): LoadedPack | undefined {
   return pack;
 }
 
-/** A RulePack file: one document, valid, rule ids prefixed with the pack's name, patterns compile. */
+/** A RulePack file: one document, valid, named like its file, rule ids unique, patterns compile. */
 function parsePack(source: PolicySource, problems: Problems): LoadedPack | undefined {
   const before = problems.count;
   const docs = parseSource(source, problems);
@@ -659,19 +659,12 @@ function parsePack(source: PolicySource, problems: Problems): LoadedPack | undef
   });
   const seen = new Map<string, Loc>();
   for (const { value: r, loc } of rules) {
-    if (!r.id.startsWith(`${name}.`)) {
-      problems.loc(
-        sub(loc, 'id'),
-        'invalid_pack',
-        `rule "${r.id}": ids in pack "${name}" start with "${name}."`,
-      );
-    }
     const first = seen.get(r.id);
     if (first)
       problems.loc(
         sub(loc, 'id'),
         'duplicate_rule',
-        `duplicate rule id "${r.id}" (first defined at ${fmt(first)})`,
+        `duplicate rule id "${r.id}" (first defined at ${fmt(sub(first, 'id'))})`,
       );
     else seen.set(r.id, loc);
     checkRulePattern(r, loc, problems);
@@ -776,7 +769,18 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
   const reserved = new Set([...known, ...ENGINE_PREFIXES]);
   for (const pack of packs) {
     for (const { value, loc } of pack.rules) {
-      if (rules.has(value.id)) continue; // reported in the pack itself
+      const prior = rules.get(value.id);
+      if (prior) {
+        // within one pack this was reported by parsePack; across packs it is reported here
+        if (prior.pack !== pack.name) {
+          problems.loc(
+            sub(loc, 'id'),
+            'duplicate_rule',
+            `duplicate rule id "${value.id}" (also in pack "${prior.pack}")`,
+          );
+        }
+        continue;
+      }
       rules.set(value.id, state(value, loc, pack.name));
     }
   }
