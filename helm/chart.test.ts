@@ -350,15 +350,35 @@ describe('injector Deployment and RBAC', () => {
     }
   });
 
-  it('starts the webhook server with the flags of either certificate mode', () => {
+  it('starts the webhook server with flags the injector accepts, for either certificate mode', () => {
     const args: string[] = container.args;
     expect(args[0]).toBe('injector');
-    for (const flag of ['--listen=', '--self-signed', '--webhook-config=', '--cert-dir=']) {
-      expect(
-        args.some((a) => a.startsWith(flag)),
-        flag,
-      ).toBe(true);
+    const flags = args
+      .slice(1)
+      .filter((a) => a !== 'TPL') // injector.extraArgs
+      .map((a) => a.split('=')[0]);
+    for (const flag of [
+      '--listen',
+      '--self-signed',
+      '--webhook-config',
+      '--validating-webhook-config',
+      '--service',
+      '--secret',
+      '--cert-dir',
+    ]) {
+      expect(flags, flag).toContain(flag);
     }
+    // every flag the chart passes is one `inferguard injector` parses (parseArgs is strict)
+    const main = readFileSync(path.join(HERE, '..', 'injector', 'main.ts'), 'utf8');
+    const options = main.slice(main.indexOf('options: {'), main.indexOf('...settingOptions()'));
+    for (const flag of flags) {
+      const name = flag.slice(2);
+      expect(options.includes(`'${name}':`) || options.includes(`${name}:`), flag).toBe(true);
+    }
+    // the Secret and Service names the injector uses are the ones RBAC and the webhooks name
+    expect(templates['deployment.yaml']).toContain('--secret={{ include "inferguard.tlsSecretName" . }}');
+    expect(templates['deployment.yaml']).toContain('--service={{ include "inferguard.fullname" . }}');
+    expect(templates['service.yaml']).toContain('name: {{ include "inferguard.fullname" . }}');
   });
 
   it('RBAC: self-signed mode gets only get/patch on the two named webhook configs and one Secret', () => {
