@@ -14,17 +14,11 @@ import { ReplicaSet } from 'kubernetes-models/apps/v1/ReplicaSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
 import { injectObjects, parseManifests, renderManifests } from './manifests.js';
-import { DEFAULT_SETTINGS, mutate, parseStatus, type InjectorSettings } from './mutate.js';
+import { mutate, parseStatus } from './mutate.js';
+import { GOLDEN_SETTINGS } from './testutil.js';
 import { checkPodSpec, checkRestricted } from './podcheck.js';
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata');
-// pinned so the goldens do not change with the package version (Linkerd pins its fixture version too)
-export const GOLDEN_SETTINGS: InjectorSettings = {
-  ...DEFAULT_SETTINGS,
-  image: 'ghcr.io/inferguard/inferguard:golden',
-  otelEndpoint: 'http://otel-collector.observability:4317',
-  otelProtocol: 'grpc',
-};
 
 const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   Pod,

@@ -1,0 +1,213 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SETTINGS, DENY_REASONS, mutate, renamedPortName, type InjectorSettings } from './mutate.js';
+
+const S: InjectorSettings = { ...DEFAULT_SETTINGS };
+
+function pod(annotations: Record<string, unknown>, spec: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'p',
+      namespace: 'models',
+      annotations: { 'inferguard.io/inject': 'true', ...annotations },
+    },
+    spec: {
+      containers: [{ name: 'm', image: 'vllm', ports: [{ name: 'http', containerPort: 8000 }] }],
+      ...spec,
+    },
+  };
+}
+
+describe('denials name the annotation and the allowed values', () => {
+  const cases: [string, Record<string, unknown>, Record<string, unknown>, string, RegExp][] = [
+    [
+      'inject',
+      { 'inferguard.io/inject': 'yes' },
+      {},
+      'invalid_inject',
+      /inferguard.io\/inject: "yes"; allowed: "true" or "false"/,
+    ],
+    [
+      'capture',
+      { 'inferguard.io/capture': 'iptables' },
+      {},
+      'invalid_capture',
+      /inferguard.io\/capture: "iptables"; allowed: "redirect" or "port"/,
+    ],
+    ['mode', { 'inferguard.io/mode': 'block' }, {}, 'invalid_mode', /"enforce" or "monitor"/],
+    ['fail', { 'inferguard.io/fail': 'shut' }, {}, 'invalid_fail', /"closed" or "open"/],
+    [
+      'native-sidecar',
+      { 'inferguard.io/native-sidecar': 'yes' },
+      {},
+      'invalid_native_sidecar',
+      /native-sidecar: "yes"/,
+    ],
+    [
+      'ports protocol',
+      { 'inferguard.io/ports': '8000=ws' },
+      {},
+      'invalid_ports',
+      /unknown protocol "ws".*allowed: comma-separated PORT=PROTOCOL/,
+    ],
+    ['ports range', { 'inferguard.io/ports': '70000=http' }, {}, 'invalid_ports', /bad entry "70000=http"/],
+    [
+      'ports twice',
+      { 'inferguard.io/ports': '8000,8000=grpc' },
+      {},
+      'invalid_ports',
+      /port 8000 listed twice/,
+    ],
+    ['ports empty', { 'inferguard.io/ports': '' }, {}, 'invalid_ports', /empty/],
+    ['policy', { 'inferguard.io/policy': 'Acme_Chat' }, {}, 'invalid_policy', /ConfigMap/],
+    ['cpu', { 'inferguard.io/cpu': 'lots' }, {}, 'invalid_cpu', /CPU quantity/],
+    ['memory', { 'inferguard.io/memory': '0' }, {}, 'invalid_memory', /memory quantity/],
+    ['log-level', { 'inferguard.io/log-level': 'loud' }, {}, 'invalid_log_level', /"trace", "debug"/],
+    ['image', { 'inferguard.io/image': 'a b' }, {}, 'invalid_image', /without whitespace/],
+    [
+      'typo',
+      { 'inferguard.io/capure': 'port' },
+      {},
+      'unknown_annotation',
+      /unknown annotation inferguard.io\/capure; known: /,
+    ],
+    ['not a string', { 'inferguard.io/native-sidecar': false }, {}, 'malformed_object', /must be a string/],
+    [
+      'no ports',
+      {},
+      { containers: [{ name: 'm', image: 'x' }] },
+      'no_model_ports',
+      /set inferguard.io\/ports/,
+    ],
+    [
+      'listener collision',
+      { 'inferguard.io/ports': '15001' },
+      {},
+      'port_conflict',
+      /model port 15001 collides/,
+    ],
+    [
+      'declared admin port',
+      { 'inferguard.io/ports': '8000' },
+      { containers: [{ name: 'm', image: 'x', ports: [{ containerPort: 8000 }, { containerPort: 15020 }] }] },
+      'port_conflict',
+      /declares port 15020/,
+    ],
+    [
+      'port capture unnamed',
+      { 'inferguard.io/capture': 'port' },
+      { containers: [{ name: 'm', image: 'x', ports: [{ containerPort: 8000 }] }] },
+      'unnamed_model_port',
+      /containerPort 8000 of container "m" to have a name/,
+    ],
+    [
+      'port capture undeclared',
+      { 'inferguard.io/capture': 'port', 'inferguard.io/ports': '9000' },
+      {},
+      'undeclared_model_port',
+      /model port 9000 declared/,
+    ],
+    [
+      'classic in a Job pod',
+      { 'inferguard.io/native-sidecar': 'false' },
+      { restartPolicy: 'Never' },
+      'classic_sidecar_blocks_completion',
+      /would never complete/,
+    ],
+  ];
+  for (const [name, annotations, spec, reason, message] of cases) {
+    it(name, () => {
+      const r = mutate(pod(annotations, spec), S);
+      expect(r.outcome).toBe('denied');
+      expect(r.reason).toBe(reason);
+      expect(r.message).toMatch(message);
+      expect(Object.keys(DENY_REASONS)).toContain(r.reason);
+    });
+  }
+
+  it('a malformed object is denied, never thrown', () => {
+    for (const bad of [
+      null,
+      'text',
+      { kind: 'Pod' },
+      { kind: 'Pod', spec: { containers: 'x' } },
+      { kind: 'Deployment', spec: {} },
+    ]) {
+      const r = mutate(bad, S);
+      expect(r.outcome).toBe('denied');
+      expect(r.reason).toBe('malformed_object');
+    }
+  });
+
+  it('a List is denied as a whole when one item is, naming it', () => {
+    const r = mutate(
+      { apiVersion: 'v1', kind: 'List', items: [pod({}), pod({ 'inferguard.io/mode': 'x' })] },
+      S,
+    );
+    expect(r.outcome).toBe('denied');
+    expect(r.message).toMatch(/^Pod models\/p: invalid annotation inferguard.io\/mode/);
+  });
+});
+
+describe('mutate', () => {
+  it('never modifies its input', () => {
+    const input = pod({ 'inferguard.io/capture': 'port' });
+    const copy = structuredClone(input);
+    expect(mutate(input, S).outcome).toBe('injected');
+    expect(input).toEqual(copy);
+  });
+
+  it('uses the request namespace over metadata (pods from controllers have none)', () => {
+    const p = pod({});
+    delete (p.metadata as { namespace?: string }).namespace;
+    expect(mutate(p, S, { namespace: 'kube-system' }).reason).toBe('system_namespace');
+    expect(mutate(p, { ...S, injectorNamespace: 'guard' }, { namespace: 'guard' }).reason).toBe(
+      'injector_namespace',
+    );
+    expect(mutate(p, S, { namespace: 'models' }).reason).toBe('injected');
+  });
+
+  it('passes other kinds through untouched', () => {
+    const svc = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 's' },
+      spec: { ports: [{ port: 80 }] },
+    };
+    const r = mutate(svc, S);
+    expect(r).toMatchObject({ outcome: 'skipped', reason: 'unsupported_kind' });
+    expect(r.object).toBe(svc);
+  });
+
+  it('a garbled status annotation does not stop re-injection, and the result has one sidecar', () => {
+    const once = mutate(pod({}), S).object as any;
+    once.metadata.annotations['inferguard.io/status'] = '{not json';
+    const again = mutate(once, S).object as any;
+    expect(again.spec.initContainers.map((c: any) => c.name)).toEqual([
+      'inferguard-init',
+      'inferguard-sidecar',
+    ]);
+    expect(mutate(again, S).reason).toBe('already_injected');
+  });
+
+  it('another webhook changing our container later is left alone (reinvocation does not fight)', () => {
+    const once = mutate(pod({}), S).object as any;
+    once.spec.initContainers[1].env.push({ name: 'VAULT_ADDR', value: 'https://vault' });
+    const again = mutate(once, S);
+    expect(again.reason).toBe('already_injected');
+    expect(again.object).toBe(once);
+  });
+});
+
+describe('renamedPortName', () => {
+  it('stays a valid IANA service name and unique', () => {
+    expect(renamedPortName('http', new Set())).toBe('http-model');
+    expect(renamedPortName('grpc-inference', new Set())).toBe('grpc-infe-model');
+    expect(renamedPortName('abcdefgh-xyz', new Set())).toBe('abcdefgh-model');
+    expect(renamedPortName('http', new Set(['http-model']))).toBe('http-m2');
+    for (const n of ['a', 'h2c', 'very-long-name1', 'x-y-z-w-v-u-t-s']) {
+      expect(renamedPortName(n, new Set())).toMatch(/^(?=.{1,15}$)[a-z0-9]+(-[a-z0-9]+)*$/);
+    }
+  });
+});
