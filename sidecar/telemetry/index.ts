@@ -25,6 +25,7 @@ import {
 } from '@opentelemetry/api';
 import { resourceFromAttributes, defaultResource } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decision, Direction, Finding } from '../../policy/index.js';
 import type { DecisionEvent, RequestInfo, RequestTrace, Telemetry } from '../context.js';
@@ -68,6 +69,28 @@ function diagLevel(raw: string | undefined): DiagLogLevel {
     default:
       return DiagLogLevel.WARN;
   }
+}
+
+/** HTTP status numbers as given; gRPC status names (OK, PERMISSION_DENIED) or numbers → numbers */
+function statusCode(protocol: 'grpc' | 'http', status: string | number): number | undefined {
+  if (typeof status === 'number') return status;
+  if (/^\d+$/.test(status)) return Number(status);
+  if (protocol !== 'grpc') return undefined;
+  const code = (GrpcStatus as unknown as Record<string, number | undefined>)[status];
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** OTel semantic conventions: which server-side statuses mark the span as an error */
+const GRPC_SERVER_ERRORS = new Set<number>([
+  GrpcStatus.UNKNOWN,
+  GrpcStatus.DEADLINE_EXCEEDED,
+  GrpcStatus.UNIMPLEMENTED,
+  GrpcStatus.INTERNAL,
+  GrpcStatus.UNAVAILABLE,
+  GrpcStatus.DATA_LOSS,
+]);
+function isServerError(protocol: 'grpc' | 'http', code: number): boolean {
+  return protocol === 'grpc' ? GRPC_SERVER_ERRORS.has(code) : code >= 500;
 }
 
 /** "/inference.GRPCInferenceService/ModelInfer" → service and fully qualified method */
@@ -350,10 +373,11 @@ class GuardRequestTrace implements RequestTrace {
       span.setAttribute(ATTR.ruleId, this.#firstBlock.rule);
       span.setAttribute(ATTR.ruleCategory, this.#firstBlock.category);
     }
-    if (typeof outcome.status === 'number') {
-      span.setAttribute(this.#info.protocol === 'grpc' ? ATTR.grpcStatus : ATTR.httpStatus, outcome.status);
+    const code = statusCode(this.#info.protocol, outcome.status);
+    if (code !== undefined) {
+      span.setAttribute(this.#info.protocol === 'grpc' ? ATTR.grpcStatus : ATTR.httpStatus, code);
     } else {
-      span.setAttribute('inferguard.status', outcome.status);
+      span.setAttribute('inferguard.status', String(outcome.status));
     }
     if (decision === 'block') {
       const rule = this.#firstBlock;
@@ -361,10 +385,7 @@ class GuardRequestTrace implements RequestTrace {
         code: SpanStatusCode.ERROR,
         message: rule ? `blocked by inferguard policy: rule ${rule.rule} (${rule.category})` : 'blocked',
       });
-    } else if (
-      (typeof outcome.status === 'number' && this.#info.protocol === 'http' && outcome.status >= 500) ||
-      (typeof outcome.status === 'number' && this.#info.protocol === 'grpc' && outcome.status !== 0)
-    ) {
+    } else if (code !== undefined && isServerError(this.#info.protocol, code)) {
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
     span.end();
