@@ -329,42 +329,31 @@ function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
 // ---------------------------------------------------------------------------------------------
 // Stage: validate
 
-const ajvOptions = {
-  allErrors: true,
-  strict: true,
-  strictRequired: false,
-  allowUnionTypes: true,
-  verbose: true,
-};
+// One Ajv with useDefaults: a document is validated on a copy (defaults must not land in the
+// document itself: merging needs to know what each document really set), and the merged spec gets
+// its defaults from the same compiled schema.
+let ajv: Ajv | undefined;
+const compiled = new Map<object, ValidateFunction>();
 
-function makeAjv(useDefaults: boolean): Ajv {
-  const ajv = new Ajv({ ...ajvOptions, useDefaults });
-  ajv.addVocabulary(['x-error']);
-  return ajv;
-}
-
-let validators:
-  | {
-      policy: ValidateFunction;
-      pack: ValidateFunction;
-      policyDefaults: ValidateFunction;
-      packDefaults: ValidateFunction;
+/** A schema compiles once per process, on first use (Ajv's code generation is the slow part). */
+function validator(schema: Record<string, unknown>): ValidateFunction {
+  let v = compiled.get(schema);
+  if (!v) {
+    if (!ajv) {
+      ajv = new Ajv({
+        allErrors: true,
+        strict: true,
+        strictRequired: false,
+        allowUnionTypes: true,
+        verbose: true,
+        useDefaults: true,
+      });
+      ajv.addVocabulary(['x-error']);
     }
-  | undefined;
-
-/** Schemas compile once per process (Ajv code generation is the slow part). */
-function schemas(): NonNullable<typeof validators> {
-  if (!validators) {
-    const strictAjv = makeAjv(false);
-    const defaultsAjv = makeAjv(true);
-    validators = {
-      policy: strictAjv.compile(GUARD_POLICY_SCHEMA),
-      pack: strictAjv.compile(RULE_PACK_SCHEMA),
-      policyDefaults: defaultsAjv.compile(GUARD_POLICY_SCHEMA),
-      packDefaults: defaultsAjv.compile(RULE_PACK_SCHEMA),
-    };
+    v = ajv.compile(schema);
+    compiled.set(schema, v);
   }
-  return validators;
+  return v;
 }
 
 function pointer(instancePath: string): Seg[] {
@@ -484,7 +473,6 @@ type Kind = 'GuardPolicy' | 'RulePack';
 
 /** Validates one document; returns its kind when it is valid. */
 function validateDoc(src: SourceDoc, problems: Problems, allowPacks: boolean): Kind | undefined {
-  const v = schemas();
   const kind =
     src.data && typeof src.data === 'object' && !Array.isArray(src.data) ? src.data.kind : undefined;
   if (kind === 'RulePack' && !allowPacks) {
@@ -496,8 +484,8 @@ function validateDoc(src: SourceDoc, problems: Problems, allowPacks: boolean): K
     return undefined;
   }
   const isPack = kind === 'RulePack';
-  const validate = isPack ? v.pack : v.policy;
-  if (validate(src.data)) return isPack ? 'RulePack' : 'GuardPolicy';
+  const validate = validator(isPack ? RULE_PACK_SCHEMA : GUARD_POLICY_SCHEMA);
+  if (validate(structuredClone(src.data))) return isPack ? 'RulePack' : 'GuardPolicy';
   if (!isPack && allowPacks && kind !== 'GuardPolicy' && kind !== undefined) {
     problems.loc(
       { src, path: ['kind'] },
@@ -643,7 +631,7 @@ function parsePack(source: PolicySource, problems: Problems): LoadedPack | undef
   }
   if (validateDoc(src, problems, true) !== 'RulePack') return undefined;
   const data = structuredClone(src.data) as RulePack;
-  schemas().packDefaults(data);
+  validator(RULE_PACK_SCHEMA)(data); // defaults
   // a pack is known by its file name (spec.packs: [secrets] reads secrets.yaml); metadata.name must agree
   const name = path.basename(source.file).replace(/\.ya?ml$/, '');
   if (data.metadata.name !== name) {
@@ -685,30 +673,33 @@ function fmt(loc: Loc): string {
 
 /** RE2's own reason when it cannot compile the pattern (lookaround, backreference, too large). */
 export function re2Error(pattern: string): string | undefined {
+  const r = compileRe2(pattern);
+  return typeof r === 'string' ? r : undefined;
+}
+
+/** the compiled pattern, or RE2's reason for refusing it */
+function compileRe2(pattern: string): RE2 | string {
   try {
-    new RE2(pattern, 'u');
-    return undefined;
+    return new RE2(pattern, 'u');
   } catch (err) {
     return (err as Error).message;
   }
 }
 
 function checkRulePattern(r: RuleSpec, loc: Loc, problems: Problems): void {
-  const reason = re2Error(r.pattern);
-  if (reason !== undefined) {
-    problems.loc(sub(loc, 'pattern'), 're2_compile', `rule "${r.id}" pattern: ${reason} (RE2)`);
-    return;
-  }
-  // A rule that matches the empty string fires on every text (and has no span to redact).
-  if (new RE2(r.pattern, 'u').test('')) {
-    problems.loc(sub(loc, 'pattern'), 'empty_match', `rule "${r.id}" pattern: matches the empty string`);
-  }
   if (r.minEntropy !== undefined && r.validate !== 'entropy') {
     problems.loc(
       sub(loc, 'minEntropy'),
       'invalid_value',
       `rule "${r.id}" minEntropy: only applies with validate: entropy`,
     );
+  }
+  const re = compileRe2(r.pattern);
+  if (typeof re === 'string') {
+    problems.loc(sub(loc, 'pattern'), 're2_compile', `rule "${r.id}" pattern: ${re} (RE2)`);
+  } else if (re.test('')) {
+    // a rule that matches the empty string fires on every text (and has no span to redact)
+    problems.loc(sub(loc, 'pattern'), 'empty_match', `rule "${r.id}" pattern: matches the empty string`);
   }
 }
 
@@ -744,7 +735,7 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
       },
     },
   };
-  schemas().policyDefaults(doc);
+  validator(GUARD_POLICY_SCHEMA)(doc);
   const spec = doc.spec as Required<PolicySpec>;
   const tools = spec.tools as Required<NonNullable<PolicySpec['tools']>>;
 

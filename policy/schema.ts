@@ -234,7 +234,7 @@ const spec: Schema = {
           properties: {
             allowDomains: {
               type: 'array',
-              default: [],
+              description: 'absent = URLs are not checked; listed = only these domains may appear in output',
               minItems: 1,
               items: {
                 type: 'string',
