@@ -8,8 +8,8 @@
 //   - a match that starts before R ends before the window does (it is at most H long), so more text
 //     cannot change it: it is certain and reported now;
 //   - everything before R is released (redactions applied), except that release stops at the start of
-//     a redaction still reaching past R, and at the start of a base64/hex/%-encoded or tag-character run
-//     that touches the end of the window (its decoded content is not complete yet);
+//     a redaction still reaching past R, and at the start of the last, unfinished token (a base64/hex/
+//     %-encoded or tag-character run must not go out half-decoded), unless that token is over the cap;
 //   - a block finding sets `blocked`: nothing more is released, ever, including the matched text.
 // So the client waits for at most H normalized characters more than without the guard, and each chunk
 // rescans only the window (O(H + chunk)), never the whole stream.
@@ -26,8 +26,8 @@ import { LeakIndex } from './scanners/leak.js';
 
 /** released characters kept in front of the window so `\b` and `^` see their real neighbour */
 const CONTEXT = 32;
-// a trailing run that may still be an encoded payload, or trailing tag characters
-const OPEN_ENCODED = /(?:[A-Za-z0-9+/_=%-]{8,}|(?:\uDB40[\uDC00-\uDC7F])+)$/;
+// the last, maybe unfinished, token: a base64/hex/%-encoded run or tag characters may still be growing
+const OPEN_TOKEN = /\S+$/;
 
 export interface StreamOptions {
   direction: Direction;
@@ -110,7 +110,7 @@ class Matcher implements StreamScanner {
     const fresh: Finding[] = [];
     for (const f of findings) {
       if (f.start < relLocal) continue; // belongs to released text: handled (or unfixable) already
-      const isCertain = final || (f.decoded ? f.end <= certain : f.start < certain);
+      const isCertain = final || f.start < certain;
       if (!isCertain) continue;
       const absStart = f.start + base;
       const key = `${f.rule}\u0000${absStart}`;
@@ -130,11 +130,11 @@ class Matcher implements StreamScanner {
     // release point (absolute)
     let rel = base + certain;
     if (!final) {
-      const open = OPEN_ENCODED.exec(buf.length - relLocal > 4096 ? buf.slice(buf.length - 4096) : buf);
-      if (open !== null) {
-        const openStart = buf.length - open[0].length;
-        if (buf.length - openStart <= this.#cap) rel = Math.min(rel, base + openStart);
-      }
+      const tail = buf.length > this.#cap + 1 ? buf.slice(buf.length - this.#cap - 1) : buf;
+      const open = OPEN_TOKEN.exec(tail);
+      // a token longer than the cap is released like any text (the bound wins)
+      if (open !== null && open[0].length <= this.#cap)
+        rel = Math.min(rel, base + buf.length - open[0].length);
       for (const r of this.#redactions) if (r.start < rel && r.end > rel) rel = Math.min(rel, r.start);
     }
     if (rel <= this.#released) return { release: '', findings: fresh, blocked: false };
