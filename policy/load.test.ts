@@ -196,7 +196,7 @@ describe('problems are collected, sorted and point at the key or value', () => {
       'testdata/bad-schema.yaml:3:31: metadata: unknown key "owner" (allowed: name, namespace, description, labels, annotations)',
       'testdata/bad-schema.yaml:5:9: spec.mode: must be one of enforce, monitor (got "enforcing")',
       'testdata/bad-schema.yaml:8:5: spec.limits: unknown key "maxRequestByte" (did you mean "maxRequestBytes"?)',
-      'testdata/bad-schema.yaml:9:18: spec.limits.maxMessages: must be >= 1 (got -1)',
+      'testdata/bad-schema.yaml:9:18: spec.limits.maxMessages: must be >= 0 (got -1)',
       'testdata/bad-schema.yaml:11:11: rule "Acme.SSN" id: must be a lowercase dotted id: letters a-z, digits, ".", "_", "-", starting with a letter or digit, e.g. "acme.codename" (got "Acme.SSN")',
       'testdata/bad-schema.yaml:13:7: rule "acme.no-pattern": missing required key "pattern"',
       'testdata/bad-schema.yaml:14:15: rule "acme.no-pattern" action: must be one of block, redact, monitor, allow (got "deny")',

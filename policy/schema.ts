@@ -168,9 +168,24 @@ const limits: Schema = {
   additionalProperties: false,
   default: {},
   properties: {
-    maxRequestBytes: { type: 'integer', minimum: 1, default: DEFAULT_LIMITS.maxRequestBytes },
-    maxMessages: { type: 'integer', minimum: 1, default: DEFAULT_LIMITS.maxMessages },
-    maxOutputTokens: { type: 'integer', minimum: 0, default: DEFAULT_LIMITS.maxOutputTokens },
+    maxRequestBytes: {
+      type: 'integer',
+      minimum: 0,
+      default: DEFAULT_LIMITS.maxRequestBytes,
+      description: '0 = no limit',
+    },
+    maxMessages: {
+      type: 'integer',
+      minimum: 0,
+      default: DEFAULT_LIMITS.maxMessages,
+      description: '0 = no limit',
+    },
+    maxOutputTokens: {
+      type: 'integer',
+      minimum: 0,
+      default: DEFAULT_LIMITS.maxOutputTokens,
+      description: 'cap on requested output tokens; 0 = no cap',
+    },
     maxDecodeDepth: { type: 'integer', minimum: 0, maximum: 8, default: DEFAULT_LIMITS.maxDecodeDepth },
     maxDecodedBytes: {
       type: 'integer',
