@@ -17,7 +17,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 
 export interface ScriptedToolCall {
   name: string;
@@ -137,7 +137,8 @@ export async function startFakeVllm(opts: FakeVllmOptions = {}): Promise<FakeVll
         aborted: false,
       };
       try {
-        rec.json = body.length ? JSON.parse(body.toString('utf8')) : undefined;
+        const plain = /gzip/i.test(String(req.headers['content-encoding'] ?? '')) ? gunzipSync(body) : body;
+        rec.json = plain.length ? JSON.parse(plain.toString('utf8')) : undefined;
       } catch {
         rec.json = undefined;
       }

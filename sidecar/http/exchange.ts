@@ -1,0 +1,72 @@
+// The bridge between a parsed JSON body and the engine's protocol-neutral exchanges. Decoders walk
+// the body once, emit TextSegments and ToolCalls with a `path` naming where each came from, and keep
+// a setter per path so a verdict's redactions can be written back into the same object.
+import type { RequestExchange, ResponseExchange, Source, TextSegment, ToolCall } from '../../policy/index.js';
+import { GuardError } from '../errors.js';
+
+export type Json = any;
+export type Setter = (text: string) => void;
+
+export class Collector {
+  readonly segments: TextSegment[] = [];
+  readonly toolCalls: ToolCall[] = [];
+  readonly setters = new Map<string, Setter>();
+
+  text(path: string, source: Source, text: unknown, set: Setter, role?: string): void {
+    if (typeof text !== 'string' || text === '') return;
+    const seg: TextSegment = { path, source, text };
+    if (role !== undefined) seg.role = role;
+    this.segments.push(seg);
+    this.setters.set(path, set);
+  }
+
+  /** a tool call; its arguments (when a string) are also writable at `${path}.arguments` */
+  toolCall(call: ToolCall, setArgs?: Setter): void {
+    this.toolCalls.push(call);
+    if (setArgs) this.setters.set(`${call.path}.arguments`, setArgs);
+  }
+
+  /** write redactions back; a path we did not hand out means we cannot honour the verdict */
+  apply(redactions: Map<string, string>): void {
+    for (const [path, text] of redactions) {
+      const set = this.setters.get(path);
+      if (!set) throw new Error(`redaction for unknown path ${path}`);
+      set(text);
+    }
+  }
+}
+
+export interface DecodedRequest {
+  exchange: RequestExchange;
+  collector: Collector;
+  /** system / developer prompts and instructions, joined, for output leak detection */
+  systemPrompt?: string;
+  stream: boolean;
+  /** strip these tools from the body; true when something was removed */
+  removeTools(names: string[]): boolean;
+  /** cap the output token limit; true when the body changed */
+  capOutputTokens(max: number): boolean;
+}
+
+export interface DecodedResponse {
+  exchange: ResponseExchange;
+  collector: Collector;
+}
+
+export function malformed(reason: string): GuardError {
+  return new GuardError('malformed_request', { reason });
+}
+
+export function isObject(v: unknown): v is Record<string, Json> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Cap a numeric field if present; returns true when it changed. */
+export function capField(obj: Record<string, Json>, key: string, max: number): boolean {
+  const v = obj[key];
+  if (typeof v === 'number' && v > max) {
+    obj[key] = max;
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,638 @@
+// The HTTP listener: OpenAI-compatible routes, KServe v2 REST and Triton generate, decoded into the
+// engine's exchanges, judged, and forwarded to the model server over a keep-alive undici Pool.
+// See docs/http.md for what a client sees.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+import {
+  scanRequest,
+  scanResponse,
+  type CompiledPolicy,
+  type Decision,
+  type Finding,
+  type RequestVerdict,
+} from '../../policy/index.js';
+import type { Listener, ListenerSpec, RequestTrace, SidecarContext, StartListener } from '../context.js';
+import { GuardError } from '../errors.js';
+import { isObject, malformed, type DecodedRequest, type DecodedResponse, type Json } from './exchange.js';
+import {
+  decodeGenerateRequest,
+  decodeGenerateResponse,
+  decodeInferRequest,
+  decodeInferResponse,
+} from './kserve.js';
+import {
+  decodeChatRequest,
+  decodeChatResponse,
+  decodeCompletionsRequest,
+  decodeCompletionsResponse,
+  decodeEmbeddingsRequest,
+  decodeResponsesRequest,
+  decodeResponsesResponse,
+} from './openai.js';
+import { inspectedRoute, pathAllowed, type InspectedRoute, type RouteKind } from './routes.js';
+import { SseDecoder } from './sse.js';
+import {
+  GenerateStreamGuard,
+  OpenAiStreamGuard,
+  ResponsesStreamGuard,
+  type StreamEnv,
+  type StreamGuard,
+} from './stream-guard.js';
+import {
+  decodable,
+  decodeBody,
+  readBody,
+  requestHeaders,
+  responseHeaders,
+  upstreamError,
+  type HeaderMap,
+} from './upstream.js';
+
+export interface HttpListenerOptions {
+  /** time for the model server to send response headers (default 10 min: long generations) */
+  headersTimeoutMs?: number;
+  /** longest silence inside a response body (default 5 min) */
+  bodyTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** largest non-streamed response buffered for inspection (default 64 MiB); beyond: 502 */
+  maxResponseBytes?: number;
+  /** upstream connections (default 128) */
+  connections?: number;
+}
+
+const REQUEST_DECODERS: Record<RouteKind, (body: Record<string, Json>, r: InspectedRoute) => DecodedRequest> =
+  {
+    chat: (b) => decodeChatRequest(b),
+    completions: (b) => decodeCompletionsRequest(b),
+    responses: (b) => decodeResponsesRequest(b),
+    embeddings: (b) => decodeEmbeddingsRequest(b),
+    'kserve-infer': (b, r) => decodeInferRequest(b, r.model),
+    'triton-generate': (b, r) => decodeGenerateRequest(b, r.model, false),
+    'triton-generate-stream': (b, r) => decodeGenerateRequest(b, r.model, true),
+  };
+
+const RESPONSE_DECODERS: Partial<Record<RouteKind, (body: Record<string, Json>) => DecodedResponse>> = {
+  chat: decodeChatResponse,
+  completions: decodeCompletionsResponse,
+  responses: decodeResponsesResponse,
+  'kserve-infer': decodeInferResponse,
+  'triton-generate': decodeGenerateResponse,
+};
+
+const ROUTE_FINDING: Finding = {
+  rule: 'http.route-not-allowed',
+  category: 'route',
+  action: 'block',
+  direction: 'input',
+  start: -1,
+  end: -1,
+};
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export const startHttpListener: StartListener = (ctx, spec) => createHttpListener(ctx, spec);
+
+export async function createHttpListener(
+  ctx: SidecarContext,
+  spec: ListenerSpec,
+  opts: HttpListenerOptions = {},
+): Promise<Listener> {
+  const upstreamHost = spec.upstream.host.includes(':') ? `[${spec.upstream.host}]` : spec.upstream.host;
+  const pool = new Pool(`http://${upstreamHost}:${spec.upstream.port}`, {
+    connections: opts.connections ?? 128,
+    keepAliveTimeout: 30_000,
+    headersTimeout: opts.headersTimeoutMs ?? 600_000,
+    bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
+    connect: { timeout: opts.connectTimeoutMs ?? 5_000 },
+  });
+  const maxResponseBytes = opts.maxResponseBytes ?? 64 << 20;
+  let inflight = 0;
+  let drained: (() => void) | undefined;
+  const sockets = new Set<Socket>();
+
+  const server = createServer((req, res) => {
+    inflight++;
+    res.once('close', () => {
+      if (--inflight === 0) drained?.();
+    });
+    handle(req, res).catch((e: unknown) => {
+      // handle() answers every error it knows; this is a bug, so fail closed and say nothing more
+      ctx.log.error({ err: e instanceof Error ? e.message : String(e) }, 'http handler failed');
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(spec.listen.port, spec.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    const route = inspectedRoute(method, path);
+    const policy = ctx.policy(); // once per request: a reload mid-request does not mix policies
+    const trace = ctx.telemetry.startRequest(req.headers, {
+      protocol: 'http',
+      operation: route?.operation ?? 'passthrough',
+      urlPath: path,
+      httpMethod: method,
+      ...(route?.model ? { model: route.model } : {}),
+    });
+    let ended = false;
+    const end = (decision: Decision, status: string | number) => {
+      if (ended) return;
+      ended = true;
+      trace.end({ decision, status });
+    };
+    const ac = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        ac.abort();
+        end('allow', 'client_closed');
+      }
+    });
+    try {
+      if (!route) {
+        if (pathAllowed(policy.http.allowPaths, method, path)) {
+          const status = await passthrough(req, res, url, method, trace, ac.signal);
+          end('allow', status);
+          return;
+        }
+        req.resume();
+        trace.decision({ direction: 'input', decision: 'block', findings: [ROUTE_FINDING] });
+        const shown = `${method} ${path.length > 200 ? `${path.slice(0, 200)}…` : path}`;
+        sendError(
+          res,
+          new GuardError('route_not_allowed', { route: shown, key: 'http.allowPaths' }),
+          trace.traceId,
+        );
+        end('block', 403);
+        return;
+      }
+      const r = await inspect(req, res, url, method, route, policy, trace, ac.signal);
+      end(r.decision, r.status);
+    } catch (e) {
+      if (ac.signal.aborted) return end('allow', 'client_closed');
+      let err: GuardError;
+      if (e instanceof GuardError) err = e;
+      else {
+        // not an error we know: a bug on our side, so nothing is forwarded (fail closed)
+        ctx.log.error(
+          { err: e instanceof Error ? e.name : 'error', traceId: trace.traceId },
+          'http request failed',
+        );
+        err = new GuardError('engine_fault');
+      }
+      if (res.headersSent) {
+        res.destroy();
+      } else {
+        if (err.http === 413 || err.http === 415) res.setHeader('connection', 'close');
+        sendError(res, err, trace.traceId);
+      }
+      end(err.code === 'malformed_request' || err.code === 'request_too_large' ? 'block' : 'allow', err.http);
+    }
+  }
+
+  async function passthrough(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: string,
+    method: string,
+    trace: RequestTrace,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const headers = requestHeaders(req.headers);
+    injectTrace(trace, headers);
+    const hasBody =
+      req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const t0 = performance.now();
+    const up = await pool.request({
+      path: url,
+      method: method as 'GET',
+      headers,
+      body: hasBody ? req : null,
+      signal,
+    });
+    trace.upstream((performance.now() - t0) / 1000);
+    res.writeHead(up.statusCode, responseHeaders(up.headers));
+    for await (const chunk of up.body) if (!res.write(chunk)) await once(res, 'drain');
+    res.end();
+    return up.statusCode;
+  }
+
+  async function inspect(
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: string,
+    method: string,
+    route: InspectedRoute,
+    policy: CompiledPolicy,
+    trace: RequestTrace,
+    signal: AbortSignal,
+  ): Promise<{ decision: Decision; status: number }> {
+    const max = policy.limits.maxRequestBytes;
+    const encoding = headerValue(req.headers['content-encoding']);
+    if (!decodable(encoding)) {
+      req.resume();
+      throw new GuardError('unsupported_encoding', {
+        encoding: `content-encoding ${encoding}`,
+        hint: 'send gzip, deflate, br or identity',
+      });
+    }
+    const wire = await readBody(req, max);
+    const raw = decodeBody(wire, encoding, max);
+    let text: string;
+    try {
+      text = utf8.decode(raw);
+    } catch {
+      throw malformed('body is not valid UTF-8');
+    }
+    let body: Json;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw malformed('body is not valid JSON');
+    }
+    if (!isObject(body)) throw malformed('body must be a JSON object');
+    const decoded = REQUEST_DECODERS[route.kind](body, route);
+    decoded.exchange.bytes = raw.length;
+    trace.setModel(decoded.exchange.model ?? route.model);
+
+    let verdict: RequestVerdict | undefined;
+    const t0 = performance.now();
+    try {
+      verdict = scanRequest(policy, decoded.exchange);
+    } catch (e) {
+      verdict = undefined;
+      engineFault(e, trace, 'input');
+    }
+    trace.scanned('input', (performance.now() - t0) / 1000);
+
+    let outBody: Buffer = wire;
+    let changed = false;
+    let decision: Decision = 'allow';
+    if (verdict) {
+      decision = verdict.decision;
+      if (verdict.decision !== 'allow')
+        trace.decision({ direction: 'input', decision, findings: verdict.findings });
+      if (verdict.limitExceeded) {
+        const limit = verdict.limitExceeded;
+        const f = verdict.findings.find((x) => x.action === 'block');
+        if (!f || verdict.decision === 'block') {
+          sendError(
+            res,
+            new GuardError('request_too_large', { limit: `limits.${limit}`, max: policy.limits[limit] }),
+            trace.traceId,
+          );
+          return { decision: 'block', status: 413 };
+        }
+      }
+      if (verdict.decision === 'block') {
+        const f = verdict.findings.find((x) => x.action === 'block') ?? verdict.findings[0];
+        sendError(
+          res,
+          new GuardError('policy_violation', {
+            rule: f?.rule ?? 'unknown',
+            category: f?.category ?? 'unknown',
+          }),
+          trace.traceId,
+          f?.rule,
+        );
+        return { decision: 'block', status: 403 };
+      }
+      try {
+        if (verdict.redactions.size) {
+          decoded.collector.apply(verdict.redactions);
+          changed = true;
+        }
+        if (decoded.removeTools(verdict.removeTools)) changed = true;
+        if (verdict.maxOutputTokens !== undefined && decoded.capOutputTokens(verdict.maxOutputTokens))
+          changed = true;
+      } catch (e) {
+        engineFault(e, trace, 'input');
+        changed = false;
+      }
+      // unchanged requests go out byte-identical (and still compressed, if they came so)
+      if (changed) outBody = Buffer.from(JSON.stringify(body));
+    }
+
+    const headers = requestHeaders(req.headers);
+    if (changed) {
+      delete headers['content-encoding'];
+      headers['content-length'] = String(outBody.length);
+    }
+    // we inspect the response, so ask for it uncompressed (an encoded one is decoded below anyway)
+    headers['accept-encoding'] = 'identity';
+    injectTrace(trace, headers);
+    const tu = performance.now();
+    const up = await pool
+      .request({ path: url, method: method as 'POST', headers, body: outBody, signal })
+      .catch(rethrowUpstream);
+    trace.upstream((performance.now() - tu) / 1000);
+
+    const rh = responseHeaders(up.headers);
+    const ctype = headerValue(up.headers['content-type']) ?? '';
+    const ok = up.statusCode >= 200 && up.statusCode < 300;
+    const env: StreamEnv = {
+      policy,
+      operation: decoded.exchange.operation,
+      ...(decoded.exchange.model ? { model: decoded.exchange.model } : {}),
+      ...(decoded.systemPrompt !== undefined ? { systemPrompt: decoded.systemPrompt } : {}),
+      traceId: trace.traceId,
+    };
+    if (ok && ctype.startsWith('text/event-stream') && route.kind !== 'embeddings') {
+      return streamResponse(res, up, rh, route.kind, env, trace, decision);
+    }
+    const decode = RESPONSE_DECODERS[route.kind];
+    if (!ok || !decode) {
+      // errors and embeddings vectors carry no model text: passed on as they are
+      res.writeHead(up.statusCode, rh);
+      for await (const chunk of up.body) if (!res.write(chunk)) await once(res, 'drain');
+      res.end();
+      return { decision, status: up.statusCode };
+    }
+    const out = await readResponse(up.body, maxResponseBytes);
+    let plain: Buffer;
+    try {
+      plain = decodeBody(out, headerValue(up.headers['content-encoding']), maxResponseBytes);
+    } catch {
+      throw new GuardError('upstream_unavailable', {
+        reason: 'response could not be decoded for inspection',
+      });
+    }
+    let json: Json;
+    try {
+      json = JSON.parse(plain.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    const dres: DecodedResponse | undefined = isObject(json) ? decode(json) : undefined;
+    if (!dres) {
+      // 2xx that is not a JSON object: nothing we can judge field by field, so not passed on unseen
+      throw new GuardError('upstream_unavailable', { reason: 'response is not JSON' });
+    }
+    let rv;
+    const t1 = performance.now();
+    try {
+      rv = scanResponse(
+        policy,
+        dres.exchange,
+        decoded.systemPrompt !== undefined ? { systemPrompt: decoded.systemPrompt } : {},
+      );
+    } catch (e) {
+      rv = undefined;
+      engineFault(e, trace, 'output');
+    }
+    trace.scanned('output', (performance.now() - t1) / 1000);
+    if (rv && rv.decision !== 'allow') {
+      trace.decision({
+        direction: 'output',
+        decision: rv.decision,
+        findings: rv.findings,
+        ...toolOf(rv.findings),
+      });
+      decision = worst(decision, rv.decision);
+    }
+    if (rv?.decision === 'block') {
+      const f = rv.findings.find((x) => x.action === 'block') ?? rv.findings[0];
+      sendError(
+        res,
+        new GuardError('output_blocked', { rule: f?.rule ?? 'unknown', category: f?.category ?? 'unknown' }),
+        trace.traceId,
+        f?.rule,
+      );
+      return { decision: 'block', status: 403 };
+    }
+    let send = out;
+    if (rv && rv.redactions.size) {
+      try {
+        dres.collector.apply(rv.redactions);
+      } catch (e) {
+        engineFault(e, trace, 'output');
+      }
+      send = Buffer.from(JSON.stringify(json));
+    }
+    if (send !== out) {
+      delete rh['content-encoding'];
+      rh['content-length'] = String(send.length);
+    }
+    res.writeHead(up.statusCode, rh);
+    res.end(send);
+    return { decision, status: up.statusCode };
+  }
+
+  async function streamResponse(
+    res: ServerResponse,
+    up: { statusCode: number; body: AsyncIterable<Buffer> & { destroy(e?: Error): unknown } },
+    rh: HeaderMap,
+    kind: RouteKind,
+    env: StreamEnv,
+    trace: RequestTrace,
+    inputDecision: Decision,
+  ): Promise<{ decision: Decision; status: number }> {
+    const enc = headerValue(rh['content-encoding']);
+    if (enc && enc !== 'identity')
+      throw new GuardError('upstream_unavailable', {
+        reason: 'compressed event streams cannot be inspected',
+      });
+    delete rh['content-length'];
+    const guard: StreamGuard =
+      kind === 'responses'
+        ? new ResponsesStreamGuard(env)
+        : kind === 'triton-generate-stream' || kind === 'triton-generate'
+          ? new GenerateStreamGuard(env)
+          : new OpenAiStreamGuard(env, kind === 'completions' ? 'completions' : 'chat');
+    const decoder = new SseDecoder();
+    res.writeHead(up.statusCode, rh);
+    res.flushHeaders();
+    let scanSeconds = 0;
+    let passthroughRest = false;
+    const write = async (s: string) => {
+      if (s && !res.write(s)) await once(res, 'drain');
+    };
+    try {
+      for await (const chunk of up.body) {
+        if (passthroughRest) {
+          await write(chunk.toString('utf8'));
+          continue;
+        }
+        let out = '';
+        const t = performance.now();
+        try {
+          for (const ev of decoder.write(chunk)) {
+            out += guard.event(ev);
+            if (guard.blocked) break;
+          }
+        } catch (e) {
+          scanSeconds += (performance.now() - t) / 1000;
+          if (ctx.fail === 'open' && !(e instanceof Error && e.name === 'SseTooLargeError')) {
+            // fail open: what is held is lost with the scanner; the rest goes on unscanned
+            engineFault(e, trace, 'output');
+            passthroughRest = true;
+            await write(out + chunk.toString('utf8'));
+            continue;
+          }
+          ctx.log.warn(
+            { err: e instanceof Error ? e.name : 'error', traceId: env.traceId },
+            'stream inspection failed',
+          );
+          trace.decision({ direction: 'output', decision: 'block', findings: [] });
+          await write(out + errorEvent(new GuardError('engine_fault'), env.traceId));
+          res.end();
+          up.body.destroy();
+          return { decision: 'block', status: 503 };
+        }
+        scanSeconds += (performance.now() - t) / 1000;
+        await write(out);
+        if (guard.blocked) {
+          res.end();
+          up.body.destroy();
+          break;
+        }
+      }
+      if (!guard.blocked && !passthroughRest) {
+        const t = performance.now();
+        decoder.end();
+        await write(guard.end());
+        scanSeconds += (performance.now() - t) / 1000;
+        res.end();
+      } else if (passthroughRest) res.end();
+    } catch (e) {
+      // the upstream broke off mid-stream: tell the client in-band, the status is already sent
+      if (res.writableEnded || res.destroyed) throw e;
+      await write(errorEvent(upstreamError(e), env.traceId)).catch(() => undefined);
+      res.end();
+      return { decision: worst(inputDecision, guard.decision()), status: 502 };
+    } finally {
+      trace.scanned('output', scanSeconds);
+      const d = guard.decision();
+      if (d !== 'allow')
+        trace.decision({
+          direction: 'output',
+          decision: d,
+          findings: guard.findings,
+          ...toolOf(guard.findings),
+        });
+    }
+    return { decision: worst(inputDecision, guard.decision()), status: up.statusCode };
+  }
+
+  function engineFault(e: unknown, trace: RequestTrace, direction: 'input' | 'output'): void {
+    ctx.log.error(
+      { err: e instanceof Error ? e.name : 'error', traceId: trace.traceId, direction },
+      'engine fault',
+    );
+    if (ctx.fail === 'open') {
+      trace.decision({ direction, decision: 'allow', findings: [], failOpen: true });
+      return;
+    }
+    throw new GuardError('engine_fault');
+  }
+
+  async function readResponse(body: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const c of body) {
+        size += c.length;
+        if (size > max)
+          throw new GuardError('upstream_unavailable', { reason: `response larger than ${max} bytes` });
+        chunks.push(c);
+      }
+    } catch (e) {
+      throw e instanceof GuardError ? e : upstreamError(e);
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+  }
+
+  return {
+    address: { host: spec.listen.host, port: addr.port },
+    protocol: 'http',
+    async upstreamReady() {
+      try {
+        const r = await pool.request({ path: '/health', method: 'GET', signal: AbortSignal.timeout(1000) });
+        await r.body.dump();
+        // 404/405: the server answers but has no /health (llama.cpp builds, Ollama)
+        return r.statusCode < 500;
+      } catch {
+        return false;
+      }
+    },
+    async close(graceMs = 5000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inflight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => (drained = resolve)),
+          new Promise((resolve) => setTimeout(resolve, graceMs).unref()),
+        ]);
+      }
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+      await closed;
+      await pool.destroy();
+    },
+  };
+}
+
+function rethrowUpstream(e: unknown): never {
+  throw upstreamError(e);
+}
+
+function injectTrace(trace: RequestTrace, headers: HeaderMap): void {
+  const carrier: Record<string, string> = {};
+  trace.inject(carrier);
+  for (const [k, v] of Object.entries(carrier)) headers[k.toLowerCase()] = v;
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function toolOf(findings: Finding[]): { toolName?: string } {
+  const t = findings.find((f) => f.tool && f.action === 'block')?.tool ?? findings.find((f) => f.tool)?.tool;
+  return t ? { toolName: t } : {};
+}
+
+const RANK: Record<Decision, number> = { allow: 0, monitor: 1, redact: 2, block: 3 };
+function worst(a: Decision, b: Decision): Decision {
+  return RANK[a] >= RANK[b] ? a : b;
+}
+
+function errorBody(err: GuardError, traceId: string, rule?: string): string {
+  return JSON.stringify({
+    error: { message: err.message, type: err.type, code: rule ?? err.code, trace_id: traceId },
+  });
+}
+
+function sendError(res: ServerResponse, err: GuardError, traceId: string, rule?: string): void {
+  const body = errorBody(err, traceId, rule);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'inferguard-trace-id': traceId,
+  };
+  if (rule) headers['inferguard-rule'] = rule;
+  res.writeHead(err.http, headers);
+  res.end(body);
+}
+
+/** an in-band error for a stream whose status line is already sent */
+function errorEvent(err: GuardError, traceId: string): string {
+  return `event: error\ndata: ${errorBody(err, traceId)}\n\ndata: [DONE]\n\n`;
+}

@@ -1,0 +1,122 @@
+// KServe Open Inference Protocol v2 REST (`/v2/models/{m}/infer`, BYTES tensors as JSON strings)
+// and Triton's generate extension (`/v2/models/{m}/generate[_stream]`, `text_input` → `text_output`).
+import { GuardError } from '../errors.js';
+import {
+  capField,
+  Collector,
+  isObject,
+  malformed,
+  type DecodedRequest,
+  type DecodedResponse,
+  type Json,
+} from './exchange.js';
+
+/** Every string element of a BYTES tensor's (possibly nested) `data`, with a setter. */
+function bytesData(c: Collector, data: Json, path: string, source: 'user' | 'output') {
+  let flat = 0;
+  const walk = (arr: Json[]) => {
+    arr.forEach((v: Json, k: number) => {
+      if (Array.isArray(v)) return walk(v);
+      const at = flat++;
+      if (typeof v === 'string') c.text(`${path}.data[${at}]`, source, v, (t) => (arr[k] = t));
+    });
+  };
+  if (Array.isArray(data)) walk(data);
+}
+
+export function decodeInferRequest(body: Record<string, Json>, model: string | undefined): DecodedRequest {
+  const c = new Collector();
+  if (!Array.isArray(body.inputs)) throw malformed('inputs must be an array');
+  if (isObject(body.parameters) && body.parameters.binary_data_output === true) throw binaryUnsupported();
+  if (Array.isArray(body.outputs))
+    for (const o of body.outputs)
+      if (isObject(o) && isObject(o.parameters) && o.parameters.binary_data === true)
+        throw binaryUnsupported();
+  body.inputs.forEach((inp: Json, i: number) => {
+    if (!isObject(inp)) throw malformed(`inputs[${i}] must be an object`);
+    if (isObject(inp.parameters) && inp.parameters.binary_data_size !== undefined) throw binaryUnsupported();
+    if (inp.datatype === 'BYTES') bytesData(c, inp.data, `inputs[${i}]`, 'user');
+  });
+  return kserveRequest(body, c, 'infer', model, body.inputs.length);
+}
+
+export function decodeGenerateRequest(
+  body: Record<string, Json>,
+  model: string | undefined,
+  streamRoute: boolean,
+): DecodedRequest {
+  const c = new Collector();
+  // Triton maps top-level keys to input tensors by name, so any string field may reach the model
+  for (const [k, v] of Object.entries(body)) {
+    const source = k === 'text_input' || k === 'prompt' ? 'user' : 'parameter';
+    if (typeof v === 'string') c.text(k, source, v, (t) => (body[k] = t));
+    else if (Array.isArray(v))
+      v.forEach((s: Json, i: number) => {
+        if (typeof s === 'string') c.text(`${k}[${i}]`, source, s, (t) => (v[i] = t));
+      });
+  }
+  const d = kserveRequest(body, c, 'generate', model, undefined);
+  if (streamRoute) d.stream = true;
+  return d;
+}
+
+function kserveRequest(
+  body: Record<string, Json>,
+  c: Collector,
+  operation: string,
+  model: string | undefined,
+  messageCount: number | undefined,
+): DecodedRequest {
+  const params = isObject(body.parameters) ? body.parameters : undefined;
+  const holders = [body, ...(params ? [params] : [])];
+  let requested: number | undefined;
+  for (const h of holders)
+    if (typeof h.max_tokens === 'number') requested = Math.max(requested ?? 0, h.max_tokens);
+  return {
+    exchange: {
+      operation,
+      ...(model ? { model } : {}),
+      segments: c.segments,
+      ...(messageCount !== undefined ? { messageCount } : {}),
+      ...(requested !== undefined ? { maxOutputTokens: requested } : {}),
+    },
+    collector: c,
+    stream: isObject(params) && params.stream === true,
+    removeTools: () => false,
+    // an extra input a model does not declare is an error in Triton: only cap what was sent
+    capOutputTokens: (max) => holders.map((h) => capField(h, 'max_tokens', max)).some(Boolean),
+  };
+}
+
+function binaryUnsupported(): GuardError {
+  return new GuardError('unsupported_encoding', {
+    encoding: 'the binary tensor data extension',
+    hint: 'send BYTES tensors as JSON',
+  });
+}
+
+export function decodeInferResponse(body: Record<string, Json>): DecodedResponse {
+  const c = new Collector();
+  if (Array.isArray(body.outputs))
+    body.outputs.forEach((o: Json, i: number) => {
+      if (isObject(o) && o.datatype === 'BYTES') bytesData(c, o.data, `outputs[${i}]`, 'output');
+    });
+  return kserveResponse(body, c, 'infer');
+}
+
+export function decodeGenerateResponse(body: Record<string, Json>): DecodedResponse {
+  const c = new Collector();
+  c.text('text_output', 'output', body.text_output, (t) => (body.text_output = t));
+  return kserveResponse(body, c, 'generate');
+}
+
+function kserveResponse(body: Record<string, Json>, c: Collector, operation: string): DecodedResponse {
+  return {
+    exchange: {
+      operation,
+      ...(typeof body.model_name === 'string' ? { model: body.model_name } : {}),
+      segments: c.segments,
+    },
+    collector: c,
+  };
+}

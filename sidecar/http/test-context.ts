@@ -1,0 +1,74 @@
+// For the HTTP adapter's tests and benchmark: a SidecarContext with a Telemetry that records what the
+// adapter reported (the interface boundary), a silent logger, and a listener in front of a fake vLLM.
+import { pino } from 'pino';
+import type { CompiledPolicy } from '../../policy/index.js';
+import type {
+  DecisionEvent,
+  FailMode,
+  Listener,
+  RequestInfo,
+  RequestTrace,
+  SidecarContext,
+  Telemetry,
+} from '../context.js';
+
+export interface RecordedTrace {
+  info: RequestInfo;
+  headers: Record<string, string | string[] | undefined>;
+  traceId: string;
+  model?: string;
+  decisions: DecisionEvent[];
+  ended: { decision: string; status: string | number }[];
+}
+
+export class RecordingTelemetry implements Telemetry {
+  readonly traces: RecordedTrace[] = [];
+  #n = 0;
+
+  startRequest(headers: Record<string, string | string[] | undefined>, info: RequestInfo): RequestTrace {
+    const traceId = (++this.#n).toString(16).padStart(32, '0');
+    const rec: RecordedTrace = { info, headers, traceId, decisions: [], ended: [] };
+    this.traces.push(rec);
+    return {
+      traceId,
+      inject: (carrier) => {
+        carrier.traceparent = `00-${traceId}-00000000000000aa-01`;
+      },
+      setModel: (m) => {
+        if (m !== undefined) rec.model = m;
+      },
+      decision: (ev) => void rec.decisions.push(ev),
+      scanned: () => undefined,
+      upstream: () => undefined,
+      end: (outcome) => void rec.ended.push(outcome),
+    };
+  }
+
+  policyReloaded(): void {}
+
+  async shutdown(): Promise<void> {}
+
+  /** the trace for a trace id returned to a client */
+  byId(traceId: string): RecordedTrace | undefined {
+    return this.traces.find((t) => t.traceId === traceId);
+  }
+}
+
+export function testContext(
+  policy: CompiledPolicy,
+  fail: FailMode = 'closed',
+): SidecarContext & { telemetry: RecordingTelemetry; setPolicy(p: CompiledPolicy): void } {
+  let current = policy;
+  return {
+    policy: () => current,
+    setPolicy: (p) => void (current = p),
+    fail,
+    telemetry: new RecordingTelemetry(),
+    log: pino({ level: 'silent' }),
+    pod: { name: 'test-pod', namespace: 'test' },
+  };
+}
+
+export function listenerUrl(l: Listener): string {
+  return `http://${l.address.host}:${l.address.port}`;
+}

@@ -1,0 +1,149 @@
+// Talking to the model server: which headers cross the proxy, how undici's failures map onto our
+// error table, and bounded body reads.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+import { GuardError } from '../errors.js';
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus ones undici must set itself */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+export type HeaderMap = Record<string, string | string[]>;
+
+function connectionTokens(v: string | string[] | undefined): Set<string> {
+  const s = new Set<string>();
+  for (const part of [v ?? []].flat())
+    for (const t of part.split(',')) if (t.trim()) s.add(t.trim().toLowerCase());
+  return s;
+}
+
+/** Headers for the upstream request: the client's, minus hop-by-hop and `expect` (undici answers 100-continue itself). */
+export function requestHeaders(h: IncomingHttpHeaders): HeaderMap {
+  const listed = connectionTokens(h.connection);
+  const out: HeaderMap = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || listed.has(k) || k === 'expect') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Headers for the client: the upstream's, minus hop-by-hop. */
+export function responseHeaders(h: Record<string, string | string[] | undefined>): HeaderMap {
+  const listed = connectionTokens(h.connection);
+  const out: HeaderMap = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || listed.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** undici / socket failures → what the client is told (SPEC §5: 502/503, timeouts 504) */
+export function upstreamError(e: unknown): GuardError {
+  const code = (e as { code?: string })?.code ?? '';
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new GuardError('upstream_unavailable', { reason: 'connection refused' });
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new GuardError('upstream_timeout');
+    case 'UND_ERR_CLOSED':
+    case 'UND_ERR_DESTROYED':
+      return new GuardError('not_ready', { state: 'shutting down' });
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return new GuardError('upstream_unavailable', { reason: 'connection reset' });
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return new GuardError('upstream_unavailable', { reason: 'host unreachable' });
+    default:
+      return new GuardError('upstream_unavailable', { reason: 'request failed' });
+  }
+}
+
+/**
+ * Read a request body, refusing it (413) as soon as it passes `max` bytes: the declared
+ * content-length is checked before reading, the running total while reading.
+ */
+export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge(max));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        cleanup();
+        req.pause();
+        reject(tooLarge(max));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+export function tooLarge(max: number): GuardError {
+  return new GuardError('request_too_large', { limit: 'limits.maxRequestBytes', max });
+}
+
+const DECODERS: Record<string, (b: Buffer, o: { maxOutputLength: number }) => Buffer> = {
+  gzip: gunzipSync,
+  'x-gzip': gunzipSync,
+  deflate: inflateSync,
+  br: brotliDecompressSync,
+};
+
+/** Whether we can undo this content-encoding (so the body can be scanned). */
+export function decodable(encoding: string | undefined): boolean {
+  const e = (encoding ?? '').trim().toLowerCase();
+  return e === '' || e === 'identity' || e in DECODERS;
+}
+
+/** Undo a content-encoding, bounded: a zip bomb is `request_too_large`, garbage is malformed. */
+export function decodeBody(body: Buffer, encoding: string | undefined, max: number): Buffer {
+  const e = (encoding ?? '').trim().toLowerCase();
+  if (e === '' || e === 'identity') return body;
+  const fn = DECODERS[e];
+  if (!fn)
+    throw new GuardError('unsupported_encoding', {
+      encoding: `content-encoding ${e}`,
+      hint: 'send gzip, deflate, br or identity',
+    });
+  try {
+    return fn(body, { maxOutputLength: max });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(max);
+    throw new GuardError('malformed_request', { reason: `body is not valid ${e}` });
+  }
+}
