@@ -21,6 +21,7 @@ import {
   hashPolicy,
   knownPacks,
   loadPolicy,
+  PROBLEM_CODES,
   loadPolicyText,
   resolvePaths,
   resolveSources,
@@ -487,5 +488,23 @@ describe('the published JSON Schema', () => {
     expect(validate(parse(readFileSync(td('valid.yaml'), 'utf8')))).toBe(true);
     expect(validate(parse(readFileSync(td('bad-schema.yaml'), 'utf8')))).toBe(false);
     expect(GUARD_POLICY_SCHEMA.$id).toBe('https://inferguard.io/schemas/guardpolicy.schema.json');
+  });
+});
+
+describe('docs/policy.md', () => {
+  const doc = readFileSync(path.join(HERE, '..', 'docs', 'policy.md'), 'utf8');
+
+  it('its complete example is a valid policy whose tests pass on the built-in packs', () => {
+    const example = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1] ?? '';
+    expect(validatePolicyText(example, 'acme-chat.yaml').map(formatProblem)).toEqual([]);
+    expect(loadPolicyText(example, 'acme-chat.yaml').name).toBe('acme-chat');
+  });
+
+  it('lists every problem code, and no other', () => {
+    const table = doc.slice(doc.indexOf('| code | meaning |'));
+    const listed = [...table.matchAll(/^\| `([a-z_0-9]+)`(?:, `([a-z_0-9]+)`)? \|/gm)].flatMap((m) =>
+      m.slice(1).filter(Boolean),
+    );
+    expect(listed.sort()).toEqual([...PROBLEM_CODES].sort());
   });
 });

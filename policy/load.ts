@@ -71,24 +71,27 @@ export const STAGES = [
   'compile',
 ] as const;
 
-/** Stable problem codes (PolicyProblem.code). Documented in docs/policy.md "Errors". */
-export type ProblemCode =
-  | 'io'
-  | 'no_documents'
-  | 'yaml_syntax'
-  | 'schema'
-  | 'wrong_kind'
-  | 'unknown_pack'
-  | 'invalid_pack'
-  | 'duplicate_rule'
-  | 'reserved_rule_id'
-  | 'unknown_rule'
-  | 'unknown_category'
-  | 're2_compile'
-  | 'empty_match'
-  | 'invalid_value'
-  | 'duplicate_tool'
-  | 'invalid_test';
+/** Stable problem codes (PolicyProblem.code). Documented in docs/policy.md "Errors" (a test keeps them in sync). */
+export const PROBLEM_CODES = [
+  'io',
+  'no_documents',
+  'yaml_syntax',
+  'schema',
+  'wrong_kind',
+  'unknown_pack',
+  'invalid_pack',
+  'duplicate_rule',
+  'reserved_rule_id',
+  'unknown_rule',
+  'unknown_category',
+  're2_compile',
+  'empty_match',
+  'invalid_value',
+  'duplicate_tool',
+  'invalid_test',
+  'compile',
+] as const;
+export type ProblemCode = (typeof PROBLEM_CODES)[number];
 
 /** Where the engine's own assets live: beside this module, from source (tsx) and from dist/. */
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -5,7 +5,7 @@
 // Exit codes: 0 all good, 1 a test case failed, 2 usage error or a policy that does not load.
 import { compilePolicy, type CompiledPolicy } from '../compile.js';
 import { formatProblem, scanText } from '../index.js';
-import { resolvePaths } from '../load.js';
+import { resolvePaths, type ProblemCode } from '../load.js';
 import type { Decision, PolicyProblem, PolicyTestCase } from '../types.js';
 
 const USAGE = `usage: inferguard policy validate FILE…
@@ -42,7 +42,15 @@ async function load(file: string): Promise<{ policy?: CompiledPolicy; problems: 
   } catch (err) {
     // load.ts has compiled every pattern on its own; a set RE2 still refuses lands here
     return {
-      problems: [{ file, line: 1, col: 1, code: 'compile', message: `compile: ${(err as Error).message}` }],
+      problems: [
+        {
+          file,
+          line: 1,
+          col: 1,
+          code: 'compile' satisfies ProblemCode,
+          message: `compile: ${(err as Error).message}`,
+        },
+      ],
     };
   }
 }
