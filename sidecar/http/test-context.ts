@@ -72,3 +72,62 @@ export function testContext(
 export function listenerUrl(l: Listener): string {
   return `http://${l.address.host}:${l.address.port}`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared by index.test.ts and stream.test.ts
+
+export const TEST_POLICY = `
+apiVersion: inferguard.io/v1alpha1
+kind: GuardPolicy
+metadata: { name: http-test }
+spec:
+  packs: [prompt-injection]
+  rules:
+    - id: test.secret
+      pattern: 'sk-live-[A-Za-z0-9]{24}'
+      category: secrets
+      directions: [input, output]
+      action: block
+    - id: test.email
+      pattern: '[a-z]+@example\\.org'
+      category: pii
+      directions: [input, output]
+      action: redact
+  limits: { maxRequestBytes: 65536, maxOutputTokens: 512 }
+  tools:
+    default: deny
+    allow:
+      - name: get_weather
+        args: { city: { pattern: '^[A-Za-z ]{1,32}$' } }
+    deny: [shell_exec]
+  output:
+    urls: { allowDomains: [example.com], blockMarkdownImages: true }
+  http: { allowPaths: ['GET /health', 'GET /v1/models', 'GET /metrics*'] }
+`;
+
+export const SECRET = 'sk-live-' + 'A1b2C3d4E5f6G7h8J9k0L1m2';
+
+export async function jsonOf(res: Response): Promise<any> {
+  return res.json();
+}
+
+export function parseSse(raw: string): string[] {
+  return raw
+    .split(/\r?\n\r?\n/)
+    .map((b) =>
+      b
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trimStart())
+        .join('\n'),
+    )
+    .filter((d) => d !== '');
+}
+
+export function chatText(events: string[]): string {
+  return events
+    .filter((d) => d !== '[DONE]')
+    .map((d) => JSON.parse(d))
+    .map((c) => (c.choices ?? []).map((ch: any) => ch.delta?.content ?? ch.text ?? '').join(''))
+    .join('');
+}
