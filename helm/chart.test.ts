@@ -91,7 +91,8 @@ describe('Chart.yaml and values', () => {
       v.jaeger.enabled = true;
       v.sidecar.resources = { cpu: '500m', memory: '512Mi' };
       v.sidecar.otel.endpoint = 'http://otel-collector.observability:4317';
-      v.webhook.namespaceSelector = { matchLabels: {} };
+      v.webhook.requireNamespaceLabel = false;
+      v.webhook.namespaceSelector = { matchLabels: { team: 'ml' } };
       v.policy.namespaces = ['models'];
     });
     expect(validate(good), JSON.stringify(validate.errors)).toBe(true);
@@ -253,10 +254,10 @@ describe('admission webhooks', () => {
   });
 
   it('the pod webhook is scoped by the namespace label and excludes system namespaces', () => {
-    expect(values.webhook.namespaceSelector).toEqual({
-      matchLabels: { 'inferguard.io/injection': 'enabled' },
-      matchExpressions: [],
-    });
+    expect(values.webhook.requireNamespaceLabel).toBe(true);
+    expect(templates['webhooks.yaml']).toMatch(
+      /\{\{- if \.Values\.webhook\.requireNamespaceLabel \}\}\n\s+inferguard\.io\/injection: enabled/,
+    );
     const sel = mutating.webhooks[0].namespaceSelector;
     expect(sel.matchExpressions[0]).toMatchObject({ key: 'kubernetes.io/metadata.name', operator: 'NotIn' });
     const excluded = templates['_helpers.tpl']
