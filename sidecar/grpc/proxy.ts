@@ -27,8 +27,16 @@ function unreachable(st: StatusObject, gotHeaders: boolean): boolean {
   return st.code === GrpcStatus.UNAVAILABLE && !gotHeaders;
 }
 
+/** gen_ai.operation.name for a method: inference, the service's other (metadata) rpcs, or anything else */
 export function operationOf(path: string): string {
-  return path.endsWith('/ModelInfer') || path.endsWith('/ModelStreamInfer') ? 'infer' : 'metadata';
+  if (
+    path === '/inference.GRPCInferenceService/ModelInfer' ||
+    path === '/inference.GRPCInferenceService/ModelStreamInfer'
+  )
+    return 'infer';
+  if (path.startsWith('/inference.GRPCInferenceService/') || path.startsWith('/grpc.health.v1.Health/'))
+    return 'metadata';
+  return 'other';
 }
 
 export class Forwarder {
