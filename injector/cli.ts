@@ -72,7 +72,7 @@ export async function run(args: string[]): Promise<number> {
     const report = injectObjects(objects, settings, { namespace: values.namespace as string | undefined });
     if (report.denied) {
       const d = report.denied;
-      process.stderr.write(`inferguard inject: ${d.object}: denied (${d.reason}): ${d.message}\n`);
+      process.stderr.write(`inferguard inject: ${d.object}: denied: ${d.message}\n`);
       return 1;
     }
     if (!values.quiet) {

@@ -3,6 +3,7 @@
 // does not touch are re-serialised as data (comments are not kept, as with `istioctl kube-inject`).
 import { parseAllDocuments, stringify } from 'yaml';
 import {
+  denialMessage,
   describeObject,
   mutate,
   type InjectorSettings,
@@ -67,7 +68,7 @@ export function injectObjects(
   const report: InjectReport = { objects: results.map((r) => r.object), results };
   if (bad >= 0) {
     const r = results[bad];
-    report.denied = { object: describeObject(objects[bad]), reason: r.reason, message: r.message };
+    report.denied = { object: describeObject(objects[bad]), reason: r.reason, message: denialMessage(r) };
   }
   return report;
 }

@@ -118,6 +118,11 @@ export interface InjectionStatus {
   annotations: string[];
 }
 
+/** the text both the webhook (status.message) and `inferguard inject` (stderr) show for a denial */
+export function denialMessage(r: Pick<MutateResult, 'reason' | 'message'>): string {
+  return `${r.reason}: ${r.message}`;
+}
+
 class Denial extends Error {
   constructor(
     readonly reason: DenyReason,

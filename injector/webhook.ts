@@ -13,7 +13,9 @@ import jsonpatch from 'fast-json-patch';
 import { Counter, Histogram, Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { formatProblem, validatePolicyText, type PolicyProblem } from '../policy/index.js';
 import { POLICY_CONFIGMAP_KEY, POLICY_CONFIGMAP_LABEL } from './annotations.js';
-import { describeObject, mutate, type InjectorSettings, type MutateResult } from './mutate.js';
+import { denialMessage, describeObject, mutate, type InjectorSettings } from './mutate.js';
+
+export { denialMessage };
 
 export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024;
 const MAX_PROBLEMS_SHOWN = 20;
@@ -34,11 +36,6 @@ export interface AdmissionOutcome {
   /** metric labels: what happened and why (a stable snake_case code) */
   result: 'injected' | 'skipped' | 'denied' | 'allowed' | 'error';
   reason: string;
-}
-
-/** the text both the webhook and `inferguard inject` show for a denial */
-export function denialMessage(r: Pick<MutateResult, 'reason' | 'message'>): string {
-  return `${r.reason}: ${r.message}`;
 }
 
 function review(response: AdmissionResponse): Obj {
