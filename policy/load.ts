@@ -13,6 +13,7 @@
 //   packs     built-in packs named by spec.packs loaded from policy/packs/<name>.yaml
 //   rules     pack rules + custom rules, duplicate/reserved ids rejected
 //   overrides applied in order by rule id or category
+//   tools     tool names listed once, not both allowed and denied, argument ranges that can be met
 //   re2       every pattern (rules, tool arguments) compiled with the real RE2 engine
 //   tests     test cases checked against the resolved rules
 //   resolve   the ResolvedPolicy (enabled rules only, defaults applied) and its hash
@@ -56,7 +57,7 @@ import type {
   ToolAllowSpec,
 } from './types.js';
 
-/** The stages in the order they run; each name is also what `--trace`-style tooling would show. */
+/** The stages in the order they run (parse…merge in resolveSources, the rest in resolveMerged). */
 export const STAGES = [
   'parse',
   'validate',
@@ -65,6 +66,7 @@ export const STAGES = [
   'packs',
   'rules',
   'overrides',
+  'tools',
   're2',
   'tests',
   'resolve',
@@ -719,9 +721,39 @@ interface RuleState {
   enabled: boolean;
 }
 
+/** What the stages after `merge` share. */
+interface Resolution {
+  m: Merged;
+  problems: Problems;
+  packsDir: string;
+  /** the merged spec with defaults applied; lists index-aligned with `m`'s located lists */
+  spec: Required<PolicySpec>;
+  tools: Required<NonNullable<PolicySpec['tools']>>;
+  known: string[];
+  packs: LoadedPack[];
+  rules: Map<string, RuleState>;
+  /** custom rules that made it into `rules` (their patterns are checked by the re2 stage) */
+  custom: RuleState[];
+}
+
+/** The stages after merge, in order; each adds problems, none throws. */
 function resolveMerged(m: Merged, problems: Problems, packsDir: string): ResolvedPolicy | undefined {
-  // defaults: the schema's defaults, applied once to the merged document (per-document defaults
-  // would let a later document's default undo an earlier document's explicit value)
+  const r = stageDefaults(m, problems, packsDir);
+  stagePacks(r);
+  stageRules(r);
+  stageOverrides(r); // after rules: overrides may target custom rules and categories
+  stageTools(r);
+  stageRe2(r);
+  stageTests(r); // after overrides: a test may name any rule, enabled or not
+  if (problems.count) return undefined;
+  return stageResolve(r);
+}
+
+/**
+ * defaults: the schema's defaults, applied once to the merged document (per-document defaults would
+ * let a later document's default undo an earlier document's explicit value)
+ */
+function stageDefaults(m: Merged, problems: Problems, packsDir: string): Resolution {
   const doc = {
     apiVersion: 'inferguard.io/v1alpha1',
     kind: 'GuardPolicy',
@@ -740,28 +772,39 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
   };
   validator(GUARD_POLICY_SCHEMA)(doc);
   const spec = doc.spec as Required<PolicySpec>;
-  const tools = spec.tools as Required<NonNullable<PolicySpec['tools']>>;
+  return {
+    m,
+    problems,
+    packsDir,
+    spec,
+    tools: spec.tools as Required<NonNullable<PolicySpec['tools']>>,
+    known: knownPacks(packsDir),
+    packs: [],
+    rules: new Map(),
+    custom: [],
+  };
+}
 
-  // packs
-  const known = knownPacks(packsDir);
-  const packs: LoadedPack[] = [];
-  for (const p of m.packs) {
-    if (!known.includes(p.value)) {
-      problems.loc(
+/** packs: each name in spec.packs, loaded (and checked, patterns included) from the packs directory */
+function stagePacks(r: Resolution): void {
+  for (const p of r.m.packs) {
+    if (!r.known.includes(p.value)) {
+      r.problems.loc(
         p.loc,
         'unknown_pack',
-        `spec.packs: unknown pack "${p.value}"${suggest(p.value, known)} (known: ${known.join(', ') || 'none'})`,
+        `spec.packs: unknown pack "${p.value}"${suggest(p.value, r.known)} (known: ${r.known.join(', ') || 'none'})`,
       );
       continue;
     }
-    const pack = loadPack(path.join(packsDir, `${p.value}.yaml`), problems);
-    if (pack) packs.push(pack);
+    const pack = loadPack(path.join(r.packsDir, `${p.value}.yaml`), r.problems);
+    if (pack) r.packs.push(pack);
   }
+}
 
-  // rules: packs in order, then the policy's own
-  const rules = new Map<string, RuleState>();
-  const reserved = new Set([...known, ...ENGINE_PREFIXES]);
-  for (const pack of packs) {
+/** rules: packs' rules in pack order, then the policy's own; ids unique, custom ids not reserved */
+function stageRules(r: Resolution): void {
+  const { rules, problems } = r;
+  for (const pack of r.packs) {
     for (const { value, loc } of pack.rules) {
       const prior = rules.get(value.id);
       if (prior) {
@@ -778,48 +821,53 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
       rules.set(value.id, state(value, loc, pack.name));
     }
   }
-  spec.rules.forEach((r, i) => {
-    const loc = m.rules[i].loc;
-    const prefix = r.id.split('.')[0];
-    if (r.id.includes('.') && reserved.has(prefix)) {
+  const reserved = new Set([...r.known, ...ENGINE_PREFIXES]);
+  r.spec.rules.forEach((rule, i) => {
+    const loc = r.m.rules[i].loc;
+    const prefix = rule.id.split('.')[0];
+    if (rule.id.includes('.') && reserved.has(prefix)) {
       problems.loc(
         sub(loc, 'id'),
         'reserved_rule_id',
-        `rule "${r.id}": the prefix "${prefix}." is reserved for built-in rules; use your own, e.g. "acme.${r.id.slice(prefix.length + 1)}"`,
+        `rule "${rule.id}": the prefix "${prefix}." is reserved for built-in rules; use your own, e.g. "acme.${rule.id.slice(prefix.length + 1)}"`,
       );
     }
-    const prior = rules.get(r.id);
+    const prior = rules.get(rule.id);
     if (prior) {
       problems.loc(
         sub(loc, 'id'),
         'duplicate_rule',
         prior.pack
-          ? `duplicate rule id "${r.id}" (defined by pack "${prior.pack}")`
-          : `duplicate rule id "${r.id}" (first defined at ${fmt(sub(prior.loc, 'id'))})`,
+          ? `duplicate rule id "${rule.id}" (defined by pack "${prior.pack}")`
+          : `duplicate rule id "${rule.id}" (first defined at ${fmt(sub(prior.loc, 'id'))})`,
       );
       return;
     }
-    checkRulePattern(r, loc, problems);
-    rules.set(r.id, state(r, loc, undefined));
+    const s = state(rule, loc, undefined);
+    rules.set(rule.id, s);
+    r.custom.push(s);
   });
+}
 
-  // overrides, in order: a later override of the same field wins
-  const categories = new Set([...rules.values()].map((r) => r.category));
-  spec.overrides.forEach((o, i) => {
-    const loc = m.overrides[i].loc;
+/** overrides, in order: a later override of the same field wins */
+function stageOverrides(r: Resolution): void {
+  const { rules, problems } = r;
+  const categories = new Set([...rules.values()].map((x) => x.category));
+  r.spec.overrides.forEach((o, i) => {
+    const loc = r.m.overrides[i].loc;
     let targets: RuleState[];
     if (o.rule !== undefined) {
-      const r = rules.get(o.rule);
-      if (!r) {
+      const target = rules.get(o.rule);
+      if (!target) {
         const prefix = o.rule.split('.')[0];
         const hint =
-          known.includes(prefix) && !packs.some((p) => p.name === prefix)
+          r.known.includes(prefix) && !r.packs.some((p) => p.name === prefix)
             ? ` (pack "${prefix}" is not in spec.packs)`
             : suggest(o.rule, rules.keys());
         problems.loc(sub(loc, 'rule'), 'unknown_rule', `override: unknown rule "${o.rule}"${hint}`);
         return;
       }
-      targets = [r];
+      targets = [target];
     } else {
       const c = o.category as string;
       if (!categories.has(c)) {
@@ -830,7 +878,7 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
         );
         return;
       }
-      targets = [...rules.values()].filter((r) => r.category === c);
+      targets = [...rules.values()].filter((x) => x.category === c);
     }
     for (const t of targets) {
       if (o.action !== undefined) t.action = o.action;
@@ -838,72 +886,84 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
       if (o.enabled !== undefined) t.enabled = o.enabled;
     }
   });
+}
 
-  // tools: argument patterns are RE2 too; names listed once
+/** tools: each name listed once, never both allowed and denied; numeric ranges that can be met */
+function stageTools(r: Resolution): void {
+  const { problems } = r;
   const allowed = new Map<string, Loc>();
-  tools.allow.forEach((t, i) => {
-    const loc = m.toolAllow[i].loc;
+  r.tools.allow.forEach((t, i) => {
+    const loc = r.m.toolAllow[i].loc;
     const first = allowed.get(t.name);
-    if (first)
+    if (first) {
       problems.loc(
         sub(loc, 'name'),
         'duplicate_tool',
         `tool "${t.name}": listed twice in tools.allow (first at ${fmt(sub(first, 'name'))})`,
       );
-    else allowed.set(t.name, loc);
+    } else allowed.set(t.name, loc);
     for (const [arg, c] of Object.entries(t.args ?? {})) {
-      const at = sub(loc, 'args', arg);
-      if (c.pattern !== undefined) {
-        const reason = re2Error(c.pattern);
-        if (reason !== undefined)
-          problems.loc(
-            sub(at, 'pattern'),
-            're2_compile',
-            `tool "${t.name}" arg "${arg}" pattern: ${reason} (RE2)`,
-          );
-      }
-      c.deny?.forEach((d, j) => {
-        const reason = re2Error(d);
-        if (reason !== undefined)
-          problems.loc(
-            sub(at, 'deny', j),
-            're2_compile',
-            `tool "${t.name}" arg "${arg}" deny[${j}]: ${reason} (RE2)`,
-          );
-      });
       if (c.minimum !== undefined && c.maximum !== undefined && c.minimum > c.maximum) {
         problems.loc(
-          sub(at, 'minimum'),
+          sub(loc, 'args', arg, 'minimum'),
           'invalid_value',
           `tool "${t.name}" arg "${arg}": minimum ${c.minimum} is greater than maximum ${c.maximum}`,
         );
       }
     }
   });
-  const denied = new Set<string>();
-  tools.deny.forEach((name, i) => {
-    const loc = m.toolDeny[i].loc;
-    if (allowed.has(name))
+  r.tools.deny.forEach((name, i) => {
+    const first = allowed.get(name);
+    if (first) {
       problems.loc(
-        loc,
+        r.m.toolDeny[i].loc,
         'duplicate_tool',
-        `tool "${name}": both allowed (${fmt(sub(allowed.get(name)!, 'name'))}) and denied`,
+        `tool "${name}": both allowed (${fmt(sub(first, 'name'))}) and denied`,
       );
-    denied.add(name);
+    }
   });
+}
 
-  // tests: a case names a rule that exists
-  spec.tests.forEach((t, i) => {
-    const loc = m.tests[i].loc;
-    checkTest(t, loc, rules, problems);
+/** re2: every pattern of the policy compiled by RE2 (packs' patterns were checked when they loaded) */
+function stageRe2(r: Resolution): void {
+  for (const rule of r.custom) checkRulePattern(rule.spec, rule.loc, r.problems);
+  r.tools.allow.forEach((t, i) => {
+    for (const [arg, c] of Object.entries(t.args ?? {})) {
+      const at = sub(r.m.toolAllow[i].loc, 'args', arg);
+      const reason = c.pattern !== undefined ? re2Error(c.pattern) : undefined;
+      if (reason !== undefined) {
+        r.problems.loc(
+          sub(at, 'pattern'),
+          're2_compile',
+          `tool "${t.name}" arg "${arg}" pattern: ${reason} (RE2)`,
+        );
+      }
+      c.deny?.forEach((d, j) => {
+        const why = re2Error(d);
+        if (why !== undefined) {
+          r.problems.loc(
+            sub(at, 'deny', j),
+            're2_compile',
+            `tool "${t.name}" arg "${arg}" deny[${j}]: ${why} (RE2)`,
+          );
+        }
+      });
+    }
   });
+}
 
-  if (problems.count) return undefined;
+/** tests: each case well-formed and naming a rule that exists */
+function stageTests(r: Resolution): void {
+  r.spec.tests.forEach((t, i) => checkTest(t, r.m.tests[i].loc, r.rules, r.problems));
+}
 
+/** resolve: enabled rules only, every default filled in, positions kept, hash computed */
+function stageResolve(r: Resolution): ResolvedPolicy {
+  const { spec, tools, m } = r;
   const resolved: ResolvedPolicy = {
     name: m.name,
     mode: spec.mode,
-    rules: [...rules.values()].filter((r) => r.enabled).map(resolvedRule),
+    rules: [...r.rules.values()].filter((x) => x.enabled).map(resolvedRule),
     limits: { ...DEFAULT_LIMITS, ...spec.limits },
     tools: {
       default: tools.default ?? 'allow',
@@ -916,7 +976,7 @@ function resolveMerged(m: Merged, problems: Problems, packsDir: string): Resolve
           ]),
         ),
       })),
-      deny: [...denied],
+      deny: [...new Set(tools.deny)],
     },
     output: {
       urls: {
