@@ -270,6 +270,8 @@ async function measure(
   return { p50: pct(lat, 50), p99: pct(lat, 99), rps: lat.length / elapsed, errors };
 }
 
+export const description = 'gRPC proxy: direct vs nginx grpc_pass vs sidecar (empty / default policy)';
+
 export async function run(): Promise<void> {
   const started = Date.now();
   const { encodeInferRequest } = await import('../testing/fake-triton.js');
@@ -310,19 +312,15 @@ export async function run(): Promise<void> {
     for (const c of children) c.kill('SIGTERM');
   }
 
-  const cpu = os.cpus();
   console.log(
-    `\n## gRPC (KServe v2 ModelInfer, 4 KiB prompt; ModelStreamInfer, ${STREAM_RESPONSES} responses per call)`,
-  );
-  console.log(
-    `machine: ${cpu[0]?.model ?? 'unknown'} ×${cpu.length}, node ${process.version}, load avg ${os
+    `KServe v2 ModelInfer (4 KiB prompt) and ModelStreamInfer (${STREAM_RESPONSES} responses per call); ${MEASURE_MS} ms per cell after ${WARMUP_MS} ms warm-up, one run; load avg ${os
       .loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')}; ${MEASURE_MS} ms per cell after ${WARMUP_MS} ms warm-up, one run`,
+      .join(' ')}`,
   );
   const f = (n: number, d = 3): string => (Number.isFinite(n) ? n.toFixed(d) : '-');
   console.log(
-    '\n| call | in flight | target | p50 ms | p99 ms | calls/s | errors | added p50 ms | throughput vs direct |',
+    '\n| call | in flight | target | throughput vs direct | added p50 ms | p50 ms | p99 ms | calls/s | errors |',
   );
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
@@ -332,7 +330,7 @@ export async function run(): Promise<void> {
     const added = row.target === 'direct' ? '' : f(row.r.p50 - direct.p50);
     const share = row.target === 'direct' ? '' : `${((row.r.rps / direct.rps) * 100).toFixed(0)} %`;
     console.log(
-      `| ${row.kind} | ${row.inflight} | ${row.target} | ${f(row.r.p50)} | ${f(row.r.p99)} | ${row.r.rps.toFixed(0)} | ${row.r.errors} | ${added} | ${share} |`,
+      `| ${row.kind} | ${row.inflight} | ${row.target} | ${share} | ${added} | ${f(row.r.p50)} | ${f(row.r.p99)} | ${row.r.rps.toFixed(0)} | ${row.r.errors} |`,
     );
   }
   console.log('\nscanning cost (default vs empty policy, same proxy):');
