@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnCli } from '../testing/cli.js';
 import { encodeInferRequest, inputText, startFakeTriton, type FakeTriton } from '../testing/fake-triton.js';
+import { startFakeVllm, type FakeVllm } from '../testing/fake-vllm.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../testing/otlp-receiver.js';
 
 const INFER = '/inference.GRPCInferenceService/ModelInfer';
@@ -18,14 +19,15 @@ const CALLER_SPAN = 'b7ad6b7169203331';
 // a value the policy blocks on: it must never show up in spans, logs or metrics
 const SECRET = 'SECRET-31415926';
 
-const policy = (name: string, rules: string): string => `apiVersion: inferguard.io/v1alpha1
+const policy = (name: string, rules: string, extra = ''): string => `apiVersion: inferguard.io/v1alpha1
 kind: GuardPolicy
 metadata: { name: ${name} }
 spec:
   packs: []
   rules:
 ${rules}
-`;
+${extra}`;
+const OTHER_TRACE = 'f3c2a1b0e9d8c7b6a5f4e3d2c1b0a9f8';
 const RULE_INJECTION =
   "    - { id: test.injection, category: prompt-injection, pattern: '(?i)ignore (all )?previous instructions', directions: [input], action: block }";
 const RULE_SECRET =
@@ -37,6 +39,8 @@ interface Sidecar {
   child: ChildProcess;
   admin: string;
   grpcTarget: string;
+  /** http://127.0.0.1:PORT of the first --http listener, if any */
+  httpUrl: string;
   lines: () => Record<string, unknown>[];
   stdout: () => string;
   stderr: () => string;
@@ -72,11 +76,14 @@ async function startSidecar(args: string[], env: Record<string, string>): Promis
     });
   });
   const admin = started.admin as { host: string; port: number };
-  const [listener] = started.listeners as { listen: { host: string; port: number } }[];
+  const bound = started.listeners as { protocol: string; listen: { host: string; port: number } }[];
+  const port = (protocol: string): number | undefined =>
+    bound.find((l) => l.protocol === protocol)?.listen.port;
   return {
     child,
     admin: `http://127.0.0.1:${admin.port}`,
-    grpcTarget: `127.0.0.1:${listener.listen.port}`,
+    grpcTarget: `127.0.0.1:${port('grpc')}`,
+    httpUrl: `http://127.0.0.1:${port('http')}`,
     lines,
     stdout: () => out,
     stderr: () => err,
@@ -104,6 +111,19 @@ function infer(client: grpc.Client, text: string, traceparent?: string): Promise
   });
 }
 
+async function chat(
+  base: string,
+  content: string,
+  traceparent?: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(traceparent ? { traceparent } : {}) },
+    body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content }] }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
 async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(url);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -123,15 +143,18 @@ const decisionSpans = (spans: ReceivedSpan[]) => spans.filter((s) => s.name.star
 
 describe('inferguard sidecar (process)', () => {
   let triton: FakeTriton;
+  let vllm: FakeVllm;
   let rx: OtlpReceiver;
   let dir: string;
   beforeAll(async () => {
     triton = await startFakeTriton();
+    vllm = await startFakeVllm();
     rx = await startOtlpReceiver();
     dir = mkdtempSync(path.join(tmpdir(), 'inferguard-main-'));
   });
   afterAll(async () => {
     await triton.close();
+    await vllm.close();
     await rx.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -148,7 +171,7 @@ describe('inferguard sidecar (process)', () => {
     mkdirSync(path.join(mount, '..v1'), { recursive: true });
     writeFileSync(
       path.join(mount, '..v1', 'policy.yaml'),
-      policy('v1', [RULE_INJECTION, RULE_SECRET].join('\n')),
+      policy('v1', [RULE_INJECTION, RULE_SECRET].join('\n'), '  tools: { deny: [shell_exec] }\n'),
     );
     symlinkSync('..v1', path.join(mount, '..data'));
     symlinkSync(path.join('..data', 'policy.yaml'), path.join(mount, 'policy.yaml'));
@@ -160,7 +183,14 @@ describe('inferguard sidecar (process)', () => {
     };
 
     const sc = await startSidecar(
-      ['--policy', path.join(mount, 'policy.yaml'), '--grpc', `127.0.0.1:0=${triton.target}`],
+      [
+        '--policy',
+        path.join(mount, 'policy.yaml'),
+        '--grpc',
+        `127.0.0.1:0=${triton.target}`,
+        '--http',
+        `127.0.0.1:0=127.0.0.1:${vllm.port}`,
+      ],
       {
         OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://${rx.grpcAddress}`,
@@ -182,6 +212,13 @@ describe('inferguard sidecar (process)', () => {
           protocol: 'grpc',
           listen: sc.grpcTarget,
           upstream: triton.target,
+          bound: true,
+          upstreamReady: true,
+        },
+        {
+          protocol: 'http',
+          listen: sc.httpUrl.slice('http://'.length),
+          upstream: `127.0.0.1:${vllm.port}`,
           bound: true,
           upstreamReady: true,
         },
@@ -211,13 +248,42 @@ describe('inferguard sidecar (process)', () => {
       // another allowed call
       expect((await infer(client, 'Tell me a joke')).status.code).toBe(0);
 
-      const spans = await rx.waitForSpans((s) => s.name.startsWith('inferguard'), { count: 4 });
+      // HTTP: allowed with an unsampled parent, a blocked prompt, a blocked tool call in the response
+      const allowedHttp = await chat(sc.httpUrl, 'What is 2+2?', `00-${OTHER_TRACE}-${CALLER_SPAN}-00`);
+      expect(allowedHttp.status).toBe(200);
+      expect(vllm.requests.at(-1)?.headers.traceparent).toMatch(
+        new RegExp(`^00-${OTHER_TRACE}-[0-9a-f]{16}-00$`),
+      );
+      const blockedHttp = await chat(sc.httpUrl, `deploy with ${SECRET} please`);
+      expect(blockedHttp.status).toBe(403);
+      expect(blockedHttp.body.error).toMatchObject({ type: 'policy_violation', code: 'test.secret' });
+      const upstreamCount = vllm.requests.length;
+      vllm.enqueue({ toolCalls: [{ name: 'shell_exec', arguments: { cmd: `echo ${SECRET}` } }] });
+      const toolHttp = await chat(sc.httpUrl, 'list the files');
+      expect(toolHttp.status).toBe(403);
+      expect(vllm.requests.length).toBe(upstreamCount + 1);
+      expect(JSON.stringify(toolHttp.body)).not.toContain(SECRET);
+
+      const spans = await rx.waitForSpans((s) => s.name.startsWith('inferguard'), { count: 8 });
       await new Promise((r) => setTimeout(r, 300)); // anything else would have arrived by now
-      expect(rx.spans).toHaveLength(4);
+      expect(rx.spans).toHaveLength(8);
       expect(rx.exports.every((e) => e.transport === 'grpc')).toBe(true);
-      expect(decisionSpans(spans)).toHaveLength(2);
-      const injection = decisionSpans(spans).find((s) => s.traceId === CALLER_TRACE) as ReceivedSpan;
-      const leaked = decisionSpans(spans).find((s) => s.traceId !== CALLER_TRACE) as ReceivedSpan;
+      expect(rx.spans.some((s) => s.traceId === OTHER_TRACE)).toBe(false);
+      expect(decisionSpans(spans)).toHaveLength(4);
+      const grpcBlocks = decisionSpans(spans).filter((s) => s.attributes['inferguard.protocol'] === 'grpc');
+      const injection = grpcBlocks.find((s) => s.traceId === CALLER_TRACE) as ReceivedSpan;
+      const leaked = grpcBlocks.find((s) => s.traceId !== CALLER_TRACE) as ReceivedSpan;
+      const httpBlocks = decisionSpans(spans).filter((s) => s.attributes['inferguard.protocol'] === 'http');
+      expect(httpBlocks.find((s) => s.attributes['inferguard.direction'] === 'input')).toMatchObject({
+        name: 'inferguard.block chat',
+        traceId: (blockedHttp.body.error as { trace_id: string }).trace_id,
+        attributes: { 'inferguard.rule.id': 'test.secret', 'url.path': '/v1/chat/completions' },
+      });
+      expect(httpBlocks.find((s) => s.attributes['inferguard.direction'] === 'output')).toMatchObject({
+        name: 'inferguard.block chat',
+        status: { code: 2 },
+        attributes: { 'gen_ai.tool.name': 'shell_exec', 'gen_ai.request.model': vllm.model },
+      });
       expect(injection).toMatchObject({
         traceId: CALLER_TRACE,
         name: 'inferguard.block infer',
@@ -252,20 +318,38 @@ describe('inferguard sidecar (process)', () => {
 
       // one log line per block, with rule and trace id
       const decisions = sc.lines().filter((l) => l.event === 'decision');
-      expect(decisions.map((l) => [l.rule, l.trace_id, l.protocol, l.route])).toEqual([
+      expect(decisions.slice(0, 3).map((l) => [l.rule, l.trace_id, l.protocol, l.route])).toEqual([
         ['test.injection', CALLER_TRACE, 'grpc', INFER],
         ['test.secret', secretTrace, 'grpc', INFER],
+        [
+          'test.secret',
+          (blockedHttp.body.error as { trace_id: string }).trace_id,
+          'http',
+          '/v1/chat/completions',
+        ],
       ]);
+      expect(decisions[3]).toMatchObject({
+        decision: 'block',
+        direction: 'output',
+        tool: 'shell_exec',
+        level: 'warn',
+      });
+      expect(decisions).toHaveLength(4);
 
       // metrics match the traffic
       const metrics = await (await fetch(`${sc.admin}/metrics`)).text();
       expect(metrics).toContain('inferguard_requests_total{protocol="grpc",decision="allow"} 2');
       expect(metrics).toContain('inferguard_requests_total{protocol="grpc",decision="block"} 2');
+      expect(metrics).toContain('inferguard_requests_total{protocol="http",decision="allow"} 1');
+      expect(metrics).toContain('inferguard_requests_total{protocol="http",decision="block"} 2');
+      expect(metrics).toContain(
+        'inferguard_decisions_total{protocol="http",direction="output",decision="block"} 1',
+      );
       expect(metrics).toContain(
         'inferguard_findings_total{rule="test.injection",category="prompt-injection",direction="input",action="block"} 1',
       );
       expect(metrics).toContain(
-        'inferguard_findings_total{rule="test.secret",category="secrets",direction="input",action="block"} 1',
+        'inferguard_findings_total{rule="test.secret",category="secrets",direction="input",action="block"} 2',
       );
       expect(metrics).toMatch(/inferguard_upstream_duration_seconds_count\{protocol="grpc"\} 2\n/);
 

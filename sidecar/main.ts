@@ -23,13 +23,10 @@ import { createLogger } from './log.js';
 import { PolicyWatcher } from './reload.js';
 import { startTelemetry, type SidecarTelemetry } from './telemetry/index.js';
 
-// a variable until sidecar/http/index.ts lands, so the type check does not depend on it
-const HTTP_ADAPTER: string = './http/index.js';
-
 /** adapters load lazily: a gRPC-only sidecar never pays for the HTTP stack and vice versa */
 const ADAPTERS: Record<'grpc' | 'http', () => Promise<StartListener>> = {
   grpc: async () => (await import('./grpc/index.js')).startGrpcListener,
-  http: async () => ((await import(HTTP_ADAPTER)) as { startHttpListener: StartListener }).startHttpListener,
+  http: async () => (await import('./http/index.js')).startHttpListener,
 };
 
 function packageVersion(): string | undefined {
