@@ -192,6 +192,23 @@ describe('benign traffic is byte-identical', () => {
     }
   });
 
+  it('a streaming rpc the model server lacks (health Watch) gets its UNIMPLEMENTED, not ours', async () => {
+    const status = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client.makeServerStreamRequest(
+        '/grpc.health.v1.Health/Watch',
+        id,
+        id,
+        Buffer.alloc(0),
+        new grpc.Metadata(),
+      );
+      call.on('data', () => {});
+      call.on('error', () => {});
+      call.on('status', resolve);
+    });
+    expect(status.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(status.details).toContain('/grpc.health.v1.Health/Watch');
+  });
+
   it('upstream statuses, details and trailers reach the client unchanged', async () => {
     triton.script = () => ({
       error: { code: grpc.status.NOT_FOUND, details: 'model llm is not loaded' },
@@ -207,12 +224,16 @@ describe('benign traffic is byte-identical', () => {
     triton.script = (req) => ({
       chunks: req.id === 'a' ? ['The ', 'quick ', 'brown fox'] : ['jumps ', 'over'],
       raw: req.id === 'b',
+      headers: { 'x-stream': 'yes' },
+      trailers: { 'x-served': '2' },
     });
     const r = await bidi(client, [
       encodeInferRequest({ id: 'a', text: 'one' }),
       encodeInferRequest({ id: 'b', text: 'two', raw: true }),
     ]);
     expect(r.status.code).toBe(grpc.status.OK);
+    expect(r.headers!.get('x-stream')).toEqual(['yes']);
+    expect(r.status.metadata.get('x-served')).toEqual(['2']);
     const texts = streamTexts(r.responses);
     expect(texts.get('a')).toBe('The quick brown fox');
     expect(texts.get('b')).toBe('jumps over');
