@@ -456,6 +456,7 @@ describe('packs', () => {
 
   it('the built-in default and empty policies load', () => {
     const d = defaultPolicy();
+    expect(d.name).toBe('default'); // policy/default-policy.yaml, not a stand-in
     expect(d.ruleCount).toBeGreaterThan(0);
     expect(d.mode).toBe('enforce');
     expect(d).toBe(defaultPolicy()); // loaded once, immutable

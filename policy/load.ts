@@ -19,7 +19,7 @@
 //   resolve   the ResolvedPolicy (enabled rules only, defaults applied) and its hash
 //   compile   compilePolicy (policy/compile.ts): RE2 sets and scanners
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,9 +98,14 @@ export type ProblemCode = (typeof PROBLEM_CODES)[number];
 /** Where the engine's own assets live: beside this module, from source (tsx) and from dist/. */
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const PACKS_DIR = path.join(HERE, 'packs');
-export const DEFAULT_POLICY_FILE = path.join(HERE, 'default-policy.yaml');
-/** the packs the built-in default uses while policy/default-policy.yaml does not exist */
-const FALLBACK_DEFAULT_PACKS = ['prompt-injection', 'secrets', 'pii', 'exfiltration'];
+/**
+ * policy/default-policy.yaml: beside this module from source; a build that did not copy it into
+ * dist/policy/ still finds it in the checkout (dist/policy/ → ../../policy/)
+ */
+const DEFAULT_POLICY_CANDIDATES = [
+  path.join(HERE, 'default-policy.yaml'),
+  path.join(HERE, '..', '..', 'policy', 'default-policy.yaml'),
+];
 
 /** Rule id prefixes a custom rule may not use (besides the packs' names): the engine's own findings. */
 const ENGINE_PREFIXES = ['tools', 'limits', 'leak', 'urls', 'output'];
@@ -1241,22 +1246,23 @@ export function validatePolicyText(text: string, file: string, opts: LoadOptions
 let builtinDefault: CompiledPolicy | undefined;
 let builtinEmpty: CompiledPolicy | undefined;
 
-/** policy/default-policy.yaml; until that file exists, all four built-in packs */
+/** policy/default-policy.yaml (all built-in packs, tools allowed), loaded once */
 export function defaultPolicy(): CompiledPolicy {
   if (!builtinDefault) {
-    let sources: PolicySource[];
-    try {
-      sources = readSourcesSync(DEFAULT_POLICY_FILE);
-    } catch {
-      const packs = FALLBACK_DEFAULT_PACKS.filter((p) => knownPacks().includes(p));
-      sources = [
+    const file = DEFAULT_POLICY_CANDIDATES.find((f) => existsSync(f));
+    if (!file) {
+      // a packaging mistake, said loudly: a silent stand-in would enforce something else
+      throw new PolicyLoadError([
         {
-          file: '<built-in default>',
-          text: `apiVersion: inferguard.io/v1alpha1\nkind: GuardPolicy\nmetadata: { name: default }\nspec: { packs: ${JSON.stringify(packs)} }\n`,
+          file: DEFAULT_POLICY_CANDIDATES[0],
+          line: 1,
+          col: 1,
+          code: 'io',
+          message: 'cannot read: the built-in default policy is missing from this installation',
         },
-      ];
+      ]);
     }
-    builtinDefault = compileOrThrow(resolveSources(sources));
+    builtinDefault = compileOrThrow(resolveSources(readSourcesSync(file)));
   }
   return builtinDefault;
 }
