@@ -60,7 +60,7 @@ async function startSidecar(args: string[], env: Record<string, string>): Promis
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sidecar did not start:\n${out}\n${err}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`sidecar did not start:\n${out}\n${err}`)), 30_000);
     const poll = setInterval(() => {
       const line = lines().find((l) => l.msg === 'inferguard sidecar started');
       if (line) {
@@ -141,7 +141,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 const decisionSpans = (spans: ReceivedSpan[]) => spans.filter((s) => s.name.startsWith('inferguard.block'));
 
-describe('inferguard sidecar (process)', () => {
+// generous: a loaded CI machine can take seconds to start a process under tsx
+describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
   let triton: FakeTriton;
   let vllm: FakeVllm;
   let rx: OtlpReceiver;

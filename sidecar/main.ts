@@ -67,6 +67,13 @@ export async function run(args: string[]): Promise<number> {
   }
   const config = cfg;
 
+  // listen for SIGTERM/SIGINT from the start: a signal during start-up drains once start-up is done,
+  // instead of killing the process half-initialised
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+
   const pod = { name: process.env.POD_NAME || undefined, namespace: process.env.POD_NAMESPACE || undefined };
   const log = createLogger({ level: config.logLevel, base: { pod: pod.name, namespace: pod.namespace } });
   const telemetry: SidecarTelemetry = startTelemetry({ log, pod, serviceVersion: packageVersion() });
@@ -200,10 +207,7 @@ export async function run(args: string[]): Promise<number> {
     'inferguard sidecar started',
   );
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal;
   phase = 'draining';
   log.info({ signal, drainSeconds: config.drainSeconds }, 'draining: no new calls, finishing in-flight ones');
   const again = (s: NodeJS.Signals): void => {
