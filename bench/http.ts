@@ -78,7 +78,12 @@ async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Pr
 // Driver
 
 function child(args: string[]): Promise<{ proc: ChildProcess; port?: number; error?: string }> {
-  const proc = spawn(process.execPath, ['--import', TSX, HERE, ...args], {
+  // BENCH_HTTP_PROFILE=DIR writes a CPU profile of each sidecar child there
+  const prof =
+    process.env.BENCH_HTTP_PROFILE && args[1] === 'sidecar'
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_HTTP_PROFILE}`]
+      : [];
+  const proc = spawn(process.execPath, [...prof, '--import', TSX, HERE, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {

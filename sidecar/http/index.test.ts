@@ -497,6 +497,48 @@ describe('the upstream', () => {
     }
   });
 
+  it('a model server that does not answer in time gets 504; one that answers garbage gets 502', async () => {
+    const l = await createHttpListener(
+      ctx,
+      { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: fake.host, port: fake.port } },
+      { headersTimeoutMs: 200 },
+    );
+    try {
+      fake.enqueue({ text: 'late', delayMs: 1000 });
+      const res = await fetch(listenerUrl(l) + '/v1/chat/completions', {
+        method: 'POST',
+        body: JSON.stringify(chatBody('hi')),
+      });
+      expect(res.status).toBe(504);
+      expect((await jsonOf(res)).error.code).toBe('upstream_timeout');
+    } finally {
+      await l.close(100);
+    }
+    fake.enqueue({ status: 200, body: 'this is not JSON', headers: { 'content-type': 'text/plain' } });
+    const res = await post('/v1/chat/completions', chatBody('hi'));
+    expect(res.status).toBe(502);
+    expect(await res.text()).not.toContain('this is not JSON');
+  });
+
+  it('close(grace) lets an in-flight request finish, then refuses new connections', async () => {
+    const l = await createHttpListener(ctx, {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: fake.host, port: fake.port },
+    });
+    const url = listenerUrl(l);
+    fake.enqueue({ text: 'slow but whole', delayMs: 300 });
+    const inflight = fetch(url + '/v1/chat/completions', {
+      method: 'POST',
+      body: JSON.stringify(chatBody('hi')),
+    });
+    await expect.poll(() => fake.requests.length).toBe(1);
+    const closing = l.close(5000);
+    const res = await inflight;
+    expect((await jsonOf(res)).choices[0].message.content).toBe('slow but whole');
+    await closing;
+    await expect(fetch(url + '/health')).rejects.toThrow();
+  });
+
   it('an empty policy passes everything', async () => {
     ctx.setPolicy(emptyPolicy());
     fake.enqueue({ text: `the key ${SECRET}` });
