@@ -3,7 +3,7 @@
 // in this process; sends benign requests and attacks through the sidecar (and the same requests
 // directly, to measure what the sidecar adds); prints the verdicts and the spans the sidecar exported.
 // Exits 0 when every verdict is the expected one, 1 otherwise.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -240,7 +240,7 @@ const SCRIPTS: Record<
   stream: { chunks: ['Paris ', 'is the ', 'capital ', 'of France.'] },
   leak: { text: `Sure. The deploy key is ${AWS_KEY}, keep it safe.` },
   'stream-secret': {
-    chunks: ['Here is ', 'the token: ', GITHUB_TOKEN.slice(0, 14), GITHUB_TOKEN.slice(14), ' enjoy'],
+    chunks: ['Here is one: ', GITHUB_TOKEN.slice(0, 14), GITHUB_TOKEN.slice(14), ' enjoy'],
   },
   pii: { text: 'You can reach Jane at jane.doe@corp.example or +1 415 555 0100.' },
   'tool-forbidden': { toolCalls: [{ name: 'shell_exec', arguments: { cmd: 'cat /etc/passwd' } }] },
@@ -388,12 +388,23 @@ function verdictText(v: Verdict): string {
   return v === 'allowed' ? green(v) : v === 'redacted' ? yellow(v) : red(v);
 }
 
+/** attributes every span shares (pod, policy hash) are printed once, above the traces */
+const SHARED_ATTRIBUTES = ['k8s.pod.name', 'k8s.namespace.name', 'inferguard.policy.hash'];
+
 function spanTree(rows: Row[], spans: ReceivedSpan[]): string {
   const out: string[] = [];
+  const first = spans[0];
+  const same = (k: string) =>
+    spans.every((s) => JSON.stringify(s.attributes[k]) === JSON.stringify(first.attributes[k]));
+  const hoisted = first ? SHARED_ATTRIBUTES.filter(same) : [];
+  if (first) {
+    const shared = hoisted.map((k) => `${k}=${JSON.stringify(first.attributes[k])}`).join('  ');
+    out.push(dim(`on every span: service.name=${JSON.stringify(first.resource['service.name'])}  ${shared}`));
+  }
   for (const row of rows) {
     const mine = spans.filter((s) => s.traceId === row.traceId);
     if (mine.length === 0) continue;
-    out.push(`${bold('trace ' + row.traceId)}  ${dim(`(${row.c.protocol} ${row.c.name})`)}`);
+    out.push(`${bold('trace ' + row.traceId)}  ${dim(`${row.c.protocol} · ${row.c.name}`)}`);
     const ids = new Set(mine.map((s) => s.spanId));
     const children = (parent: string | undefined) =>
       mine
@@ -401,19 +412,26 @@ function spanTree(rows: Row[], spans: ReceivedSpan[]): string {
           parent === undefined ? !s.parentSpanId || !ids.has(s.parentSpanId) : s.parentSpanId === parent,
         )
         .sort((a, b) => (a.startTimeUnixNano < b.startTimeUnixNano ? -1 : 1));
-    const walk = (s: ReceivedSpan, indent: string, last: boolean) => {
+    const walk = (s: ReceivedSpan, parent: ReceivedSpan | undefined, indent: string, last: boolean) => {
       const status = s.status.code === 2 ? red(' ERROR') : s.status.code === 1 ? green(' OK') : '';
-      const service = s.resource['service.name'];
-      out.push(`${indent}${last ? '└─' : '├─'} ${s.name}${status}  ${dim(`[${service}]`)}`);
+      const ms = Number(s.endTimeUnixNano - s.startTimeUnixNano) / 1e6;
+      out.push(`${indent}${last ? '└─' : '├─'} ${bold(s.name)}${status}  ${dim(`${ms.toFixed(2)} ms`)}`);
       const inner = indent + (last ? '   ' : '│  ');
       const kids = children(s.spanId);
-      const attrs = Object.entries(s.attributes).sort(([a], [b]) => a.localeCompare(b));
-      for (const [k, v] of attrs)
-        out.push(`${inner}${kids.length ? '│' : ' '}  ${dim(k + '=')}${JSON.stringify(v)}`);
-      kids.forEach((k, i) => walk(k, inner, i === kids.length - 1));
+      // a child repeats its parent's request attributes; show only what it adds
+      const attrs = Object.entries(s.attributes)
+        .filter(
+          ([k, v]) => !hoisted.includes(k) && JSON.stringify(parent?.attributes[k]) !== JSON.stringify(v),
+        )
+        .sort(([a], [b]) => a.localeCompare(b));
+      const line = attrs.map(([k, v]) => `${dim(k + '=')}${JSON.stringify(v)}`);
+      // two attributes per line keeps the tree readable in 100 columns
+      for (let i = 0; i < line.length; i += 2)
+        out.push(`${inner}${kids.length ? '│' : ' '}  ${line.slice(i, i + 2).join('  ')}`);
+      kids.forEach((k, i) => walk(k, s, inner, i === kids.length - 1));
     };
     const roots = children(undefined);
-    roots.forEach((r, i) => walk(r, '  ', i === roots.length - 1));
+    roots.forEach((r, i) => walk(r, undefined, '  ', i === roots.length - 1));
   }
   return out.join('\n');
 }
@@ -423,17 +441,6 @@ function spanTree(rows: Row[], spans: ReceivedSpan[]): string {
 async function main(): Promise<number> {
   const started = Date.now();
   console.log(bold('inferguard demo') + dim(`  (node ${process.version}, ${os.cpus().length} cpus)`));
-
-  const missing: string[] = [];
-  for (const f of ['sidecar/main.ts', 'sidecar/http/index.ts', 'sidecar/grpc/index.ts', 'policy/packs']) {
-    if (!existsSync(path.join(ROOT, f))) missing.push(f);
-  }
-  if (missing.length) {
-    console.log(yellow('\nNot available yet in this checkout:'));
-    for (const m of missing) console.log(`  - ${m}`);
-    console.log('\nThe demo needs the sidecar to show verdicts; nothing was sent.');
-    return 0;
-  }
 
   const cleanup: (() => Promise<unknown> | unknown)[] = [];
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'inferguard-demo-'));
@@ -512,8 +519,19 @@ async function main(): Promise<number> {
       direct.grpc.close();
     });
 
+    // warm both paths up (connections, JIT) so the first rows do not carry start-up costs
+    const all = cases();
+    for (let i = 0; i < 3; i++) {
+      for (const c of all) {
+        await c.send(direct).catch(() => undefined);
+        await c.send(sidecar).catch(() => undefined);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    receiver.clear();
+
     const rows: Row[] = [];
-    for (const c of cases()) {
+    for (const c of all) {
       const tp = traceparent();
       const row: Row = { c, traceId: tp.traceId, ok: false };
       rows.push(row);
@@ -540,16 +558,13 @@ async function main(): Promise<number> {
       }
     }
 
-    // every block emits a span; give the batch processor a moment, then read them
-    const blockedTraces = rows
-      .filter((r) => r.outcome && r.outcome.verdict !== 'allowed')
-      .map((r) => r.traceId);
-    await receiver
-      .waitForSpans((s) => blockedTraces.includes(s.traceId), {
-        count: blockedTraces.length,
-        timeoutMs: 5000,
-      })
-      .catch(() => undefined);
+    // every block emits an ERROR span, sampled or not; wait until each blocked request's span is here
+    const blockedTraces = rows.filter((r) => r.outcome?.verdict.startsWith('blocked')).map((r) => r.traceId);
+    const hasErrorSpan = (id: string) => receiver.spans.some((s) => s.traceId === id && s.status.code === 2);
+    for (let waited = 0; waited < 5000 && !blockedTraces.every(hasErrorSpan); waited += 50) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 300)); // the request spans that end just after
 
     console.log(
       '\n' +
