@@ -157,6 +157,17 @@ describe('a valid policy', () => {
     expect(r.tests).toEqual([]);
   });
 
+  it('understands YAML anchors and merge keys', () => {
+    const text = policy(
+      "  rules:\n    - &base { id: acme.a, pattern: 'aaa', directions: [input, output], action: redact }\n    - { <<: *base, id: acme.b, pattern: 'bbb' }\n",
+    );
+    const r = resolved(resolveSources([{ file: 'anchors.yaml', text }], opts));
+    expect(r.rules.map((x) => [x.id, x.pattern, x.action, x.directions.join('+')])).toEqual([
+      ['acme.a', 'aaa', 'redact', 'input+output'],
+      ['acme.b', 'bbb', 'redact', 'input+output'],
+    ]);
+  });
+
   it('reads systemPromptLeak as off, on (40 chars) or a custom length', () => {
     const leak = (v: string): number =>
       resolved(

@@ -304,7 +304,13 @@ function editDistance(a: string, b: string): number {
 function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
   problems.seen(source.file);
   const lc = new LineCounter();
-  const docs = parseAllDocuments(source.text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  // merge: YAML merge keys (`<<: *defaults`), which Kubernetes users reach for to share settings
+  const docs = parseAllDocuments(source.text, {
+    lineCounter: lc,
+    prettyErrors: false,
+    uniqueKeys: true,
+    merge: true,
+  });
   if (!Array.isArray(docs)) {
     // an empty stream (only comments or nothing at all)
     problems.at(source.file, 1, 1, 'no_documents', 'no YAML document in file');
@@ -394,9 +400,8 @@ function schemaProblems(src: SourceDoc, errors: ErrorObject[], problems: Problem
     const p = e.params as Record<string, any>;
     const got = (): string => {
       const v = e.data;
-      return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
-        ? ` (got ${JSON.stringify(v)})`
-        : '';
+      if (typeof v === 'string') return ` (got ${JSON.stringify(v.length > 64 ? `${v.slice(0, 63)}…` : v)})`;
+      return typeof v === 'number' || typeof v === 'boolean' ? ` (got ${v})` : '';
     };
     switch (e.keyword) {
       case 'additionalProperties': {
