@@ -54,7 +54,7 @@ describe('npm run demo', () => {
         ['injection hidden by zero-width chars', 'HTTP', 'blocked', 'prompt-injection.'],
         ['answer leaks an AWS key', 'HTTP', 'blocked', 'secrets.aws-access-key'],
         ['streamed token split over chunks', 'HTTP', 'blocked mid-stream', 'secrets.'],
-        ['answer with PII', 'HTTP', 'redacted'],
+        ['answer with PII', 'HTTP', 'redacted', 'pii.'],
         ['model calls a forbidden tool', 'HTTP', 'blocked', 'tools.'],
         ['model calls an allowed tool', 'HTTP', 'allowed'],
         ['benign ModelInfer', 'gRPC', 'allowed'],
