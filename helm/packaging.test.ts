@@ -175,8 +175,14 @@ describe('images', () => {
     }
   });
 
-  it('the build copies proto/ into dist/ (the gRPC codec and the OTLP receiver load .proto files at run time)', () => {
-    expect(read('scripts/copy-assets.mjs')).toMatch(/'proto'/);
+  it('the build copies every run-time asset into dist/ (the images ship dist/, not the sources)', () => {
+    const copy = read('scripts/copy-assets.mjs');
+    // .proto files (gRPC codec, OTLP receiver), the built-in default policy and the rule packs
+    for (const asset of ['proto', 'policy/default-policy.yaml', 'policy/packs']) {
+      expect(copy, asset).toContain(`'${asset}'`);
+      expect(existsSync(path.join(ROOT, asset)), asset).toBe(true);
+    }
+    expect(read('policy/load.ts')).toContain("'default-policy.yaml'");
     const build = JSON.parse(readFileSync(path.join(ROOT, 'tsconfig.build.json'), 'utf8'));
     expect(build.include).toEqual(
       expect.arrayContaining(['cli.ts', 'policy', 'sidecar', 'injector', 'testing/fake-*.ts']),
