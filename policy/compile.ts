@@ -2,8 +2,9 @@
 //
 // Stages, in order:
 //   1. rules     one RE2 per rule (global, for offsets) + its longest possible match (hold-back)
-//   2. sets      per direction, every rule's pattern in one RE2.Set: a scan runs the set once over the
-//                text (cost grows with input length, not rule count), then execs only the rules that hit
+//   2. sets      per direction, every rule's prefilter (scanners/prefilter.ts: a cut of the pattern that
+//                any match contains) in one RE2.Set: a scan runs the set once over the text (cost grows
+//                with input length, not rule count), then execs only the rules that hit
 //   3. tools     allow/deny lookup tables, argument constraints compiled to RE2
 //   4. output    URL allow-list (exact hosts and `*.` suffixes), system-prompt leak length
 //   5. hash      the loader's hash, or the same canonical sha256 when compiling a hand-built policy
@@ -25,6 +26,7 @@ import type {
 } from './types.js';
 import { VALIDATORS, type Validator } from './scanners/validators.js';
 import { maxMatchLength } from './scanners/holdback.js';
+import { prefilter } from './scanners/prefilter.js';
 
 export interface CompiledPolicy {
   readonly name: string;
@@ -58,8 +60,10 @@ export interface CompiledRule {
 
 export interface RuleGroup {
   readonly rules: readonly CompiledRule[];
-  /** sets and, for each, the rule index of each of its patterns */
+  /** sets of prefilters (scanners/prefilter.ts) and, for each, the rule index of each of its patterns */
   readonly sets: readonly { readonly set: InstanceType<typeof RE2.Set>; readonly ruleIndex: Int32Array }[];
+  /** rules without a useful prefilter: run on every scan */
+  readonly always: Int32Array;
   /** streaming hold-back in normalized characters: longest rule match, capped at limits.maxHoldback */
   readonly holdback: number;
 }
@@ -121,15 +125,19 @@ function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
   };
 }
 
-function buildSets(rules: readonly CompiledRule[], patterns: readonly string[]): RuleGroup['sets'] {
+/** sets over `entries` ([rule index, set pattern]); a part RE2 refuses is split in halves */
+function buildSets(entries: readonly [number, string][]): RuleGroup['sets'] {
   const out: { set: InstanceType<typeof RE2.Set>; ruleIndex: Int32Array }[] = [];
   const build = (from: number, to: number) => {
     if (to <= from) return;
+    const part = entries.slice(from, to);
     try {
-      const set = new RE2.Set(patterns.slice(from, to), 'u', { maxMem: SET_MAX_MEM });
-      const idx = new Int32Array(to - from);
-      for (let k = 0; k < idx.length; k++) idx[k] = from + k;
-      out.push({ set, ruleIndex: idx });
+      const set = new RE2.Set(
+        part.map(([, p]) => p),
+        'u',
+        { maxMem: SET_MAX_MEM },
+      );
+      out.push({ set, ruleIndex: Int32Array.from(part.map(([i]) => i)) });
     } catch (err) {
       if (to - from === 1) throw err;
       const mid = (from + to) >>> 1;
@@ -137,21 +145,25 @@ function buildSets(rules: readonly CompiledRule[], patterns: readonly string[]):
       build(mid, to);
     }
   };
-  build(0, rules.length);
+  build(0, entries.length);
   return out;
 }
 
 function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldback: number): RuleGroup {
   const picked = resolved.rules.filter((r) => r.directions.includes(direction));
   const rules = picked.map(compileRule);
-  const sets = buildSets(
-    rules,
-    picked.map((r) => r.pattern),
-  );
+  const entries: [number, string][] = [];
+  const always: number[] = [];
+  picked.forEach((r, i) => {
+    const f = prefilter(r.pattern).pattern;
+    if (f === null) always.push(i);
+    else entries.push([i, f]);
+  });
+  const sets = buildSets(entries);
   let longest = extraHoldback;
   for (const r of rules) longest = Math.max(longest, r.maxLength);
   const cap = resolved.limits.maxHoldback > 0 ? resolved.limits.maxHoldback : 4096;
-  return { rules, sets, holdback: Math.min(longest, cap) };
+  return { rules, sets, always: Int32Array.from(always), holdback: Math.min(longest, cap) };
 }
 
 function compileTools(t: ResolvedPolicy['tools']): CompiledTools {

@@ -1,5 +1,6 @@
-// Pattern rules: one pass of each RE2.Set over the text tells which rules match at all; only those rules
-// run again (global exec) to collect every match's offsets. Offsets are UTF-16 units of `text`.
+// Pattern rules: one pass of each RE2.Set of prefilters over the text tells which rules may match; only
+// those rules (and the few without a prefilter) run their own RE2 (global exec) to collect every match's
+// offsets. Offsets are UTF-16 units of `text`.
 //
 // Strings, not Buffers: node-re2 converts a string to UTF-8 once and keeps the conversion for the next
 // call with the same string, and it reports string offsets itself. Measured in bench/engine.ts: scanning
@@ -29,6 +30,11 @@ export function matchRules(
       if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
       collect(rule, text, out);
     }
+  }
+  for (let k = 0; k < group.always.length; k++) {
+    const rule = group.rules[group.always[k]];
+    if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
+    collect(rule, text, out);
   }
 }
 

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import RE2 from 're2';
+import { parse } from 'yaml';
+import { prefilter } from './prefilter.js';
+import { normalize } from '../normalize.js';
+
+const PACKS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'packs');
+
+describe('prefilter', () => {
+  const cases: [string, string | null][] = [
+    ['AKIA[0-9A-Z]{16}', 'AKIA[0-9A-Z]{3}'],
+    [String.raw`(?i)\bignore\s+(?:all\s+)?previous\s+instructions`, '(?i)instructions'], // the most literal run wins,
+    [String.raw`\b\d{1,3}\.\d{1,3}`, String.raw`\b\d{1,3}\.\d{1,3}`],
+    [String.raw`\b[\w.-]*(?:cohere|co_api)\s*=`, '(?:cohere|co_api)'],
+    [String.raw`\b[A-Za-z0-9]{40}\b`, String.raw`\b[A-Za-z0-9]{3}`],
+    [String.raw`x*`, null],
+    ['abc|d+', 'abc|d{1}'],
+    ['abc|.*', null],
+    [String.raw`(?P<k>key)=(\w{20,})`, String.raw`(?P<k>key)=(\w{3})`],
+  ];
+  for (const [pattern, want] of cases) {
+    it(`${pattern} → ${want}`, () => {
+      expect(prefilter(pattern).pattern).toBe(want);
+    });
+  }
+
+  it('falls back to the full pattern when it cannot parse it', () => {
+    expect(prefilter(String.raw`\Qa+b\E{20}`).pattern).toBe(String.raw`\Qa+b\E{20}`);
+  });
+
+  // The property the engine relies on: whenever a rule matches, its prefilter matches too.
+  it("never misses: on every pack test input, each matching rule's prefilter matches", () => {
+    let checked = 0;
+    for (const file of readdirSync(PACKS).filter((f) => f.endsWith('.yaml'))) {
+      const pack = parse(readFileSync(path.join(PACKS, file), 'utf8')) as {
+        rules: { id: string; pattern: string }[];
+        tests?: { input?: string; output?: string }[];
+      };
+      const texts = (pack.tests ?? []).flatMap((t) => [t.input, t.output]).filter((t): t is string => !!t);
+      for (const r of pack.rules) {
+        const full = new RE2(r.pattern, 'u');
+        const f = prefilter(r.pattern).pattern;
+        const pre = f === null ? null : new RE2(f, 'u');
+        for (const t of texts) {
+          const n = normalize(t).text;
+          if (!full.test(n)) continue;
+          checked++;
+          if (pre !== null) expect(pre.test(n), `${r.id} on a pack test`).toBe(true);
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+});

@@ -1,0 +1,265 @@
+// Prefilters: what goes into the RE2.Set instead of each full pattern.
+//
+// Why. RE2.Set runs ONE unanchored DFA for all its patterns; the DFA's states are sets of positions in
+// all patterns at once. Patterns with wide repetitions (`[A-Za-z0-9_-]{80,120}`, `(?:\S+\s+){0,4}`,
+// `.{0,60}`) keep many positions alive over ordinary text, so together they multiply into more states than
+// the DFA cache holds, and RE2 thrashes (measured: 48 pack rules in one set, 256 KiB of prose: ~1 s;
+// the same rules cut as below: ~1 ms).
+//
+// What. A prefilter is a PREFIX of the pattern's syntax: the leading narrow elements, then at most a short
+// head of the first wide element (`X{16,40}` → `X{3}`), then nothing. Any text the full pattern matches
+// contains a match of its prefix, so the set never misses a rule (it only says "maybe"); the rule's own
+// RE2 then finds the real matches with offsets. Alternation branches are cut one by one. A pattern whose
+// prefix would be empty or match the empty string (`\b[A-Za-z0-9]{40}\b`) has no useful prefilter and runs
+// on every scan ("always" rules); so does one the parser does not understand (its full pattern is used).
+import RE2 from 're2';
+
+/** a repetition wider than this is cut */
+const WIDE = 8;
+/** how many repetitions of a wide element's atom stay in the prefix */
+const HEAD = 3;
+
+interface Item {
+  /** source of the atom without its quantifier, e.g. `a`, `[a-z]`, `(?:x|y)` */
+  atom: string;
+  /** source of the quantifier as written, e.g. `{2,3}?`, `+` or `` */
+  quant: string;
+  min: number;
+  max: number;
+  /** zero-width or flag setter: always narrow */
+  zeroWidth: boolean;
+  /** for groups: opening text (`(?:`, `(?i:`, `(`) and the inner alternation */
+  open?: string;
+  inner?: Item[][];
+}
+
+class Parser {
+  i = 0;
+  constructor(readonly s: string) {}
+
+  alternation(): Item[][] {
+    const branches = [this.sequence()];
+    while (this.s[this.i] === '|') {
+      this.i++;
+      branches.push(this.sequence());
+    }
+    return branches;
+  }
+
+  sequence(): Item[] {
+    const items: Item[] = [];
+    while (this.i < this.s.length && this.s[this.i] !== '|' && this.s[this.i] !== ')')
+      items.push(this.item());
+    return items;
+  }
+
+  item(): Item {
+    const start = this.i;
+    const base = this.atom();
+    const atom = this.s.slice(start, this.i);
+    const qStart = this.i;
+    let min = 1;
+    let max = 1;
+    const c = this.s[this.i];
+    if (c === '*' || c === '+' || c === '?') {
+      this.i++;
+      min = c === '+' ? 1 : 0;
+      max = c === '?' ? 1 : Infinity;
+    } else if (c === '{') {
+      const m = /^\{(\d+)(,(\d*))?\}/.exec(this.s.slice(this.i));
+      if (m) {
+        this.i += m[0].length;
+        min = Number(m[1]);
+        max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
+      }
+    }
+    if (this.i > qStart && (this.s[this.i] === '?' || this.s[this.i] === '+')) this.i++;
+    if (this.s[this.i] === '*' || this.s[this.i] === '+' || this.s[this.i] === '{')
+      throw new Error('stacked quantifier');
+    return { ...base, atom, quant: this.s.slice(qStart, this.i), min, max };
+  }
+
+  atom(): Pick<Item, 'zeroWidth' | 'open' | 'inner'> {
+    const c = this.s[this.i];
+    if (c === '(') {
+      this.i++;
+      let open = '(';
+      if (this.s[this.i] === '?') {
+        const named = /^\?P?<[A-Za-z_][A-Za-z0-9_]*>/.exec(this.s.slice(this.i));
+        if (named) {
+          this.i += named[0].length;
+          open = '(?:';
+        } else {
+          const flags = /^\?([imsU-]*)(:|\))/.exec(this.s.slice(this.i));
+          if (!flags) throw new Error('unsupported group');
+          this.i += flags[0].length;
+          if (flags[2] === ')') return { zeroWidth: true }; // (?i) flag setter
+          open = `(?${flags[1]}:`;
+        }
+      }
+      const inner = this.alternation();
+      if (this.s[this.i] !== ')') throw new Error('unbalanced');
+      this.i++;
+      return { zeroWidth: false, open, inner };
+    }
+    if (c === '[') {
+      let j = this.i + 1;
+      if (this.s[j] === '^') j++;
+      if (this.s[j] === ']') j++;
+      while (j < this.s.length && this.s[j] !== ']') {
+        if (this.s[j] === '\\') j += 2;
+        else if (this.s[j] === '[' && this.s[j + 1] === ':') {
+          const e = this.s.indexOf(':]', j + 2);
+          if (e < 0) throw new Error('bad class');
+          j = e + 2;
+        } else j++;
+      }
+      if (j >= this.s.length) throw new Error('unterminated class');
+      this.i = j + 1;
+      return { zeroWidth: false };
+    }
+    if (c === '\\') {
+      const e = this.s[this.i + 1];
+      if (e === undefined) throw new Error('trailing backslash');
+      this.i += 2;
+      if (e === 'p' || e === 'P' || e === 'x') {
+        if (this.s[this.i] === '{') {
+          const close = this.s.indexOf('}', this.i);
+          if (close < 0) throw new Error('bad escape');
+          this.i = close + 1;
+        } else this.i += e === 'x' ? 2 : 1;
+      } else if (e === 'Q') throw new Error('\\Q not supported');
+      return { zeroWidth: e === 'b' || e === 'B' || e === 'A' || e === 'z' };
+    }
+    if (c === '^' || c === '$') {
+      this.i++;
+      return { zeroWidth: true };
+    }
+    const cp = this.s.codePointAt(this.i)!;
+    this.i += cp > 0xffff ? 2 : 1;
+    return { zeroWidth: false };
+  }
+}
+
+function wide(it: Item): boolean {
+  if (it.zeroWidth) return false;
+  if (it.max > WIDE) return true;
+  return it.inner !== undefined && it.inner.some((b) => b.some(wide));
+}
+
+/** literal characters an item is sure to contribute (classes and assertions count 0) */
+function strength(it: Item): number {
+  if (it.zeroWidth || it.min === 0) return 0;
+  const k = Math.min(it.min, HEAD);
+  if (it.inner !== undefined)
+    return k * Math.min(...it.inner.map((b) => b.reduce((n, x) => n + (wide(x) ? 0 : strength(x)), 0)));
+  if (it.atom.startsWith('[') || it.atom === '.') return 0;
+  if (it.atom.startsWith('\\')) return /^\\[A-Za-z]/.test(it.atom) && !/^\\x/.test(it.atom) ? 0 : k;
+  return k;
+}
+
+/** the head of a wide item: a few repetitions of its atom, or the prefix of its group */
+function head(it: Item): string {
+  if (it.min === 0) return '';
+  if (it.inner !== undefined) {
+    const inner = prefixAlternation(it.inner);
+    if (inner === '') return '';
+    return wide({ ...it, min: 1, max: 1 })
+      ? `${it.open}${inner})`
+      : `${it.open}${inner}){${Math.min(it.min, HEAD)}}`;
+  }
+  return `${it.atom}{${Math.min(it.min, HEAD)}}`;
+}
+
+/** PREFIX cut of a sequence: narrow items, then the head of the first wide one */
+function prefixSequence(items: Item[]): string {
+  let out = '';
+  for (const it of items) {
+    if (!wide(it)) {
+      out += it.atom + it.quant;
+      continue;
+    }
+    out += head(it);
+    break;
+  }
+  return out;
+}
+
+/** '' when some branch has no prefix (then the alternation as a whole has none) */
+function prefixAlternation(branches: Item[][]): string {
+  const parts = branches.map(prefixSequence);
+  return parts.some((p) => p === '') ? '' : parts.join('|');
+}
+
+/**
+ * SUBSTRING cut of a top-level branch: every run of narrow items between wide ones (plus the next wide
+ * item's head) occurs inside any match, so the set may use whichever is most selective — the one with the
+ * most literal characters. Flag setters in front of the chosen run are kept.
+ */
+function substringSequence(items: Item[]): string {
+  let best = '';
+  let bestStrength = -1;
+  let flags = '';
+  let run = '';
+  let runStrength = 0;
+  let runFlags = '';
+  const close = (tail: string, tailStrength: number) => {
+    const text = run + tail;
+    const st = runStrength + tailStrength;
+    if (text !== '' && st > bestStrength) {
+      best = runFlags + text;
+      bestStrength = st;
+    }
+  };
+  for (const it of items) {
+    if (it.zeroWidth && it.atom.startsWith('(?')) {
+      flags += it.atom; // (?i): applies to everything after it
+      run += it.atom;
+      continue;
+    }
+    if (!wide(it)) {
+      run += it.atom + it.quant;
+      runStrength += strength(it);
+      continue;
+    }
+    const h = head(it);
+    close(h, h === '' ? 0 : strength({ ...it, max: it.min }));
+    run = '';
+    runStrength = 0;
+    runFlags = flags;
+  }
+  close('', 0);
+  return best;
+}
+
+function substringAlternation(branches: Item[][]): string {
+  const parts = branches.map(substringSequence);
+  return parts.some((p) => p === '') ? '' : parts.join('|');
+}
+
+export interface Prefilter {
+  /** pattern for the set; null = run this rule on every scan */
+  pattern: string | null;
+}
+
+/** The set pattern for a rule's pattern (see the header). */
+export function prefilter(pattern: string): Prefilter {
+  let cut: string;
+  try {
+    const p = new Parser(pattern);
+    const alt = p.alternation();
+    if (p.i !== pattern.length) return { pattern };
+    cut = substringAlternation(alt);
+    if (cut === '') return { pattern: null };
+  } catch {
+    return { pattern };
+  }
+  try {
+    const re = new RE2(cut, 'u');
+    // a prefix that matches the empty string says "maybe" for every text: no better than no filter
+    if (re.test('')) return { pattern: null };
+  } catch {
+    return { pattern };
+  }
+  return { pattern: cut };
+}
