@@ -2,9 +2,16 @@
 // tests, the demo and e2e need: the gRPC service `opentelemetry.proto.collector.trace.v1.TraceService/Export`
 // and HTTP `POST /v1/traces` in protobuf and JSON. Every exported span is decoded into a plain object
 // (hex ids, attributes as a flat record) so tests can assert on what an operator would see in Jaeger.
+//
+// Like Jaeger's query API it also answers `GET /api/v3/traces/{traceId}` with the trace as OTLP-JSON
+// (`{"result":{"resourceSpans":[…]}}`, 404 until spans arrive), so the demo can show that shape.
+//
+// Run directly for the demo: `tsx testing/otlp-receiver.ts [--host H] [--grpc-port P] [--http-port P]`
+// prints `listening grpc=H:P http=http://H:P`, then one JSON line per span received.
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -45,7 +52,7 @@ export interface OtlpReceiver {
   /** every span received so far, in arrival order */
   readonly spans: ReceivedSpan[];
   /** one entry per Export call: how it arrived and how many spans it carried */
-  readonly exports: { transport: Transport; spans: number }[];
+  readonly exports: { transport: Transport; spans: number; encoding?: string }[];
   /** resolves with the matching spans once `count` (default 1) of them have arrived */
   waitForSpans(
     match: (s: ReceivedSpan) => boolean,
@@ -213,19 +220,78 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<OtlpReceiver> {
+function toAnyValue(v: AttrValue): WireAnyValue {
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (typeof v === 'number') return Number.isInteger(v) ? { intValue: v } : { doubleValue: v };
+  if (Array.isArray(v)) return { arrayValue: { values: v.map(toAnyValue) } };
+  if (v && typeof v === 'object') return { kvlistValue: { values: toKeyValues(v) } };
+  return {};
+}
+function toKeyValues(a: Attributes): WireKeyValue[] {
+  return Object.entries(a).map(([key, value]) => ({ key, value: toAnyValue(value) }));
+}
+
+/** received spans back to OTLP-JSON, grouped by resource and scope, as Jaeger's /api/v3 answers */
+export function toOtlpJson(spans: ReceivedSpan[]): { resourceSpans: unknown[] } {
+  const byResource = new Map<string, { resource: Attributes; scopes: Map<string, ReceivedSpan[]> }>();
+  for (const s of spans) {
+    const rk = JSON.stringify(s.resource);
+    let r = byResource.get(rk);
+    if (!r) byResource.set(rk, (r = { resource: s.resource, scopes: new Map() }));
+    const sk = JSON.stringify(s.scope);
+    r.scopes.set(sk, [...(r.scopes.get(sk) ?? []), s]);
+  }
+  return {
+    resourceSpans: [...byResource.values()].map((r) => ({
+      resource: { attributes: toKeyValues(r.resource) },
+      scopeSpans: [...r.scopes.values()].map((list) => ({
+        scope: list[0].scope,
+        spans: list.map((s) => ({
+          traceId: s.traceId,
+          spanId: s.spanId,
+          ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+          ...(s.traceState ? { traceState: s.traceState } : {}),
+          ...(s.flags !== undefined ? { flags: s.flags } : {}),
+          name: s.name,
+          kind: s.kind,
+          startTimeUnixNano: s.startTimeUnixNano.toString(),
+          endTimeUnixNano: s.endTimeUnixNano.toString(),
+          attributes: toKeyValues(s.attributes),
+          events: s.events.map((e) => ({
+            timeUnixNano: e.timeUnixNano.toString(),
+            name: e.name,
+            attributes: toKeyValues(e.attributes),
+          })),
+          status: s.status,
+        })),
+      })),
+    })),
+  };
+}
+
+export async function startOtlpReceiver(
+  opts: {
+    host?: string;
+    grpcPort?: number;
+    httpPort?: number;
+    onSpans?: (spans: ReceivedSpan[]) => void;
+  } = {},
+): Promise<OtlpReceiver> {
   const host = opts.host ?? '127.0.0.1';
   const spans: ReceivedSpan[] = [];
-  const exports: { transport: Transport; spans: number }[] = [];
+  const exports: { transport: Transport; spans: number; encoding?: string }[] = [];
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const def = traceService();
   const method = (def[SERVICE] as protoLoader.ServiceDefinition).Export;
 
-  const accept = (req: WireRequest, transport: Transport): void => {
+  // encoding: the HTTP content-encoding (grpc-js decompresses before handlers and hides grpc-encoding)
+  const accept = (req: WireRequest, transport: Transport, encoding?: string): void => {
     const got = decodeExport(req, transport);
     spans.push(...got);
-    exports.push({ transport, spans: got.length });
+    exports.push({ transport, spans: got.length, ...(encoding ? { encoding } : {}) });
+    opts.onSpans?.(got);
     events.emit('spans');
   };
 
@@ -243,8 +309,10 @@ export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<O
     },
   });
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-      err ? reject(err) : resolve(port),
+    grpcServer.bindAsync(
+      `${host.includes(':') ? `[${host}]` : host}:${opts.grpcPort ?? 0}`,
+      grpc.ServerCredentials.createInsecure(),
+      (err, port) => (err ? reject(err) : resolve(port)),
     ),
   );
 
@@ -255,8 +323,17 @@ export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<O
         .writeHead(status, { 'content-type': 'application/json' })
         .end(JSON.stringify({ code: status, message }));
     };
-    if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/v1/traces')
-      return fail(404, 'not found');
+    const url = (req.url ?? '').split('?')[0];
+    const query = /^\/api\/v3\/traces\/([0-9a-f]{32})$/.exec(url);
+    if (req.method === 'GET' && query) {
+      const trace = spans.filter((s) => s.traceId === query[1]);
+      if (trace.length === 0) return fail(404, 'trace not found');
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ result: toOtlpJson(trace) }));
+      return;
+    }
+    if (req.method !== 'POST' || url !== '/v1/traces') return fail(404, 'not found');
     readBody(req, 64 << 20).then(
       (raw) => {
         let body = raw;
@@ -270,11 +347,11 @@ export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<O
         const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
         try {
           if (type === 'application/x-protobuf') {
-            accept(method.requestDeserialize(body) as WireRequest, 'http/protobuf');
+            accept(method.requestDeserialize(body) as WireRequest, 'http/protobuf', encoding || undefined);
             // an empty ExportTraceServiceResponse is zero bytes on the wire
             res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
           } else if (type === 'application/json') {
-            accept(JSON.parse(body.toString('utf8')) as WireRequest, 'http/json');
+            accept(JSON.parse(body.toString('utf8')) as WireRequest, 'http/json', encoding || undefined);
             res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
           } else {
             fail(415, `unsupported content-type ${type || '(none)'}`);
@@ -286,7 +363,10 @@ export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<O
       () => fail(413, 'body too large'),
     );
   });
-  await new Promise<void>((resolve) => httpServer.listen(0, host, resolve));
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(opts.httpPort ?? 0, host, resolve);
+  });
   const httpPort = (httpServer.address() as { port: number }).port;
 
   return {
@@ -334,4 +414,27 @@ export async function startOtlpReceiver(opts: { host?: string } = {}): Promise<O
       ]);
     },
   };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string): string | undefined => {
+    const i = process.argv.indexOf(name);
+    return i === -1 ? undefined : process.argv[i + 1];
+  };
+  const rx = await startOtlpReceiver({
+    host: arg('--host'),
+    grpcPort: arg('--grpc-port') ? Number(arg('--grpc-port')) : undefined,
+    httpPort: arg('--http-port') ? Number(arg('--http-port')) : undefined,
+    onSpans: (got) => {
+      for (const s of got) {
+        process.stdout.write(
+          JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n',
+        );
+      }
+    },
+  });
+  process.stdout.write(`listening grpc=${rx.grpcAddress} http=${rx.httpUrl}\n`);
+  const stop = (): void => void rx.close().then(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }
