@@ -310,8 +310,17 @@ export function requestText(req: InferRequest): RequestText {
     elements,
     segments,
     systemPrompt: system.length > 0 ? system.join('\n') : undefined,
-    maxOutputTokens,
+    maxOutputTokens: maxOutputTokens ?? paramMaxTokens(req),
   };
+}
+
+/** an integer `max_tokens` request parameter (Triton passes request parameters to the backend) */
+export function paramMaxTokens(req: InferRequest): number | undefined {
+  const p = req.parameters?.max_tokens;
+  const v = p?.int64_param ?? p?.uint64_param;
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === 'number' ? v : Number(String(v)); // protobufjs gives int64 as Long objects
+  return Number.isFinite(n) ? n : undefined;
 }
 
 function jsonMaxTokens(text: string): number | undefined {
@@ -389,9 +398,14 @@ export function rewriteRequest(
   req: InferRequest,
   elements: TextElement[],
   replacements: Map<string, string>,
+  capTokens?: number,
 ): Buffer {
   // parameters maps decode as shared frozen defaults when absent: give the message its own copies
   req.parameters = { ...req.parameters };
+  const asked = paramMaxTokens(req);
+  if (capTokens !== undefined && asked !== undefined && asked > capTokens) {
+    req.parameters.max_tokens = { int64_param: capTokens };
+  }
   req.inputs = req.inputs.map((t) => ({ ...t, parameters: { ...t.parameters } }));
   req.raw_input_contents = applyReplacements(
     elements,

@@ -20,6 +20,7 @@ import {
   decodeInferRequest,
   decodeInferResponse,
   MalformedMessage,
+  paramMaxTokens,
   requestText,
   responseText,
   rewriteRequest,
@@ -131,13 +132,15 @@ export function inspectRequest(env: GuardEnv, buf: Buffer): InspectedRequest {
       if (capped !== undefined) replacements.set(e.path, capped);
     }
   }
-  if (replacements.size === 0)
+  const cap = verdict.maxOutputTokens;
+  const paramOverCap = cap !== undefined && (paramMaxTokens(req) ?? 0) > cap;
+  if (replacements.size === 0 && !paramOverCap)
     return { ...base, verdict: { ok: true, bytes: buf, decision: verdict.decision } };
   return {
     ...base,
     verdict: {
       ok: true,
-      bytes: rewriteRequest(req, text.elements, replacements),
+      bytes: rewriteRequest(req, text.elements, replacements, cap),
       decision: verdict.decision,
     },
   };

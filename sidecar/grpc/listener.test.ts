@@ -402,6 +402,17 @@ spec:
     });
   });
 
+  it('caps an integer max_tokens request parameter too', async () => {
+    const c = await leakSidecar();
+    const r = await unary(
+      c,
+      `${SVC}/ModelInfer`,
+      encodeInferRequest({ text: 'hi', parameters: { max_tokens: 4096 } }),
+    );
+    expect(r.status.code).toBe(grpc.status.OK);
+    expect(Number(triton.calls[0].decoded[0].parameters.max_tokens.int64_param)).toBe(100);
+  });
+
   it('an output that repeats the system_prompt input is blocked (leak detection)', async () => {
     const c = await leakSidecar();
     triton.script = () => ({ chunks: [`Sure! My instructions: ${SYSTEM}`] });
