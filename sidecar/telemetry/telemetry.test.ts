@@ -170,8 +170,12 @@ describe('Telemetry', () => {
     });
   });
 
-  it('with OTEL_TRACES_SAMPLER=always_off exports blocks (http/protobuf) and nothing for allowed traffic', async () => {
-    const { t } = start({ OTEL_TRACES_SAMPLER: 'always_off' }, 'http/protobuf');
+  it.each([
+    [{ OTEL_TRACES_SAMPLER: 'always_off' }],
+    [{ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' }],
+    [{ OTEL_TRACES_SAMPLER: 'parentbased_always_off' }],
+  ])('with %j exports blocks (http/protobuf) and nothing for allowed traffic', async (sampler) => {
+    const { t } = start(sampler, 'http/protobuf');
     const allowed = allowedChat(t, {});
     const blocked = blockedChat(t, {});
     await t.shutdown();
