@@ -70,7 +70,7 @@ describe('a valid policy', () => {
       ['beta.email', 'pii', 'monitor', 'output', 'beta'],
       ['beta.phone', 'pii', 'block', 'output', 'beta'],
       ['acme.codename', 'custom', 'block', 'input+output', '-'],
-      ['acme.ticket', 'internal', 'redact', 'input', '-'],
+      ['acme.ticket', 'internal', 'redact', 'input+output', '-'], // custom rules: both directions by default
     ]);
     const codename = p.rules.find((r) => r.id === 'acme.codename');
     expect(codename).toMatchObject({
@@ -136,7 +136,7 @@ describe('a valid policy', () => {
         pattern: 'x',
         category: 'custom',
         action: 'block',
-        directions: ['input'],
+        directions: ['input', 'output'],
         origin: { file: 'min.yaml', line: 5, col: 31 },
       },
     ]);
@@ -332,7 +332,7 @@ describe('multiple documents and directories merge predictably', () => {
       'alpha.override-phrase:block:input',
       'alpha.token:block:input+output',
       'beta.email:block:input',
-      'acme.first:block:input',
+      'acme.first:block:input+output',
       'acme.second:block:output',
     ]);
     expect(r.limits).toMatchObject({ maxMessages: 20, maxHoldback: 100 });

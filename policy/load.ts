@@ -1031,7 +1031,7 @@ function state(spec: RuleSpec, loc: Loc, pack: string | undefined): RuleState {
     pack,
     category: spec.category ?? pack ?? 'custom',
     action: spec.action ?? 'block',
-    directions: [...(spec.directions ?? ['input'])],
+    directions: [...(spec.directions ?? (pack ? ['input'] : ['input', 'output']))],
     enabled: spec.enabled ?? true,
   };
 }

@@ -90,7 +90,9 @@ const rule = (pack: boolean): Schema => ({
       ...(pack ? {} : { default: 'custom' }),
     },
     description: { type: 'string' },
-    directions: directions(['input']),
+    // a pack's author tunes each rule's directions; a user's own rule (a codename, an internal host)
+    // usually must not pass either way
+    directions: directions(pack ? ['input'] : ['input', 'output']),
     action: { type: 'string', enum: ACTIONS, default: 'block' },
     message: { type: 'string', description: 'shown to clients and in spans; never include matched text' },
     sources: {
