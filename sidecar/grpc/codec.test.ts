@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   decodeInferResponse as fakeDecodeResponse,
@@ -218,5 +219,49 @@ describe('method table', () => {
       requestStream: false,
       responseStream: true,
     });
+  });
+});
+
+describe('properties', () => {
+  it('arbitrary bytes either decode or fail as MalformedMessage, never with another error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => {
+        try {
+          const req = decodeInferRequest(Buffer.from(bytes));
+          requestText(req);
+        } catch (err) {
+          if (!(err instanceof MalformedMessage)) throw err;
+        }
+        try {
+          responseText(decodeInferResponse(Buffer.from(bytes)));
+        } catch (err) {
+          if (!(err instanceof MalformedMessage)) throw err;
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('every input text is found in both encodings, and rewriting one element leaves the rest intact', () => {
+    const names = ['text_input', 'system_prompt', 'context', 'sampling_parameters'];
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'grapheme', maxLength: 40 }), { minLength: 1, maxLength: 4 }),
+        fc.boolean(),
+        fc.nat(),
+        fc.string({ unit: 'grapheme', maxLength: 20 }),
+        (texts, raw, pick, replacement) => {
+          const inputs = Object.fromEntries(texts.map((t, i) => [names[i], t]));
+          const req = decodeInferRequest(encodeInferRequest({ inputs, raw }));
+          const t = requestText(req);
+          expect(t.segments.map((s) => s.text)).toEqual(texts);
+          const target = t.elements[pick % t.elements.length];
+          const out = rewriteRequest(req, t.elements, new Map([[target.path, replacement]]));
+          const again = requestText(decodeInferRequest(out)).segments.map((s) => s.text);
+          expect(again).toEqual(texts.map((x, i) => (i === pick % texts.length ? replacement : x)));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
