@@ -12,9 +12,15 @@ const PACKS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'pac
 describe('prefilter', () => {
   const cases: [string, string | null][] = [
     ['AKIA[0-9A-Z]{16}', 'AKIA[0-9A-Z]{3}'],
-    [String.raw`(?i)\bignore\s+(?:all\s+)?previous\s+instructions`, '(?i)instructions'], // the most literal run wins,
+    // whitespace repeats are narrow: this pattern goes into the set whole
+    [
+      String.raw`(?i)\bignore\s+(?:all\s+)?previous\s+instructions`,
+      String.raw`(?i)\bignore\s+(?:all\s+)?previous\s+instructions`,
+    ],
+    // the run with the most literal characters wins
+    [String.raw`(?i)[^\n]{0,40}\bzq[^\n]{0,40}instructions`, '(?i)instructions'],
     [String.raw`\b\d{1,3}\.\d{1,3}`, String.raw`\b\d{1,3}\.\d{1,3}`],
-    [String.raw`\b[\w.-]*(?:cohere|co_api)\s*=`, '(?:cohere|co_api)'],
+    [String.raw`\b[\w.-]*(?:cohere|co_api)\s*=`, String.raw`(?:cohere|co_api)\s*=`],
     [String.raw`\b[A-Za-z0-9]{40}\b`, String.raw`\b[A-Za-z0-9]{3}`],
     [String.raw`x*`, null],
     ['abc|d+', 'abc|d{1}'],

@@ -141,9 +141,12 @@ class Parser {
   }
 }
 
+// whitespace repeats die at the first non-space character: they keep few DFA positions alive
+const SPACE_ATOM = /^(?:\\s|[ ]|\[ \\t\]|\[\\t \])$/;
+
 function wide(it: Item): boolean {
   if (it.zeroWidth) return false;
-  if (it.max > WIDE) return true;
+  if (it.max > WIDE && !SPACE_ATOM.test(it.atom)) return true;
   return it.inner !== undefined && it.inner.some((b) => b.some(wide));
 }
 
