@@ -138,6 +138,11 @@ export async function run(args: string[]): Promise<number> {
       pollMs: config.pollSeconds * 1000,
       onReload: (p) => {
         const from = policy?.hash;
+        if (p.hash === from && !policyStatus.lastReloadError) {
+          // the files changed but not the effective policy (comments, formatting): nothing to swap
+          log.debug({ policy: p.name, hash: p.hash }, 'policy files changed; effective policy unchanged');
+          return;
+        }
         adopt(p);
         telemetry.policyReloaded(true, p.hash);
         log.info({ policy: p.name, hash: p.hash, previous: from, rules: p.ruleCount }, 'policy reloaded');

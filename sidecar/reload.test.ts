@@ -93,6 +93,7 @@ describe('policy hot reload', () => {
     await w.watcher.start();
     writeFileSync(path.join(dir, 'a.yaml'), doc('dir'));
     writeFileSync(path.join(dir, '.hidden'), 'x');
+    writeFileSync(path.join(dir, 'README.txt'), 'not a policy');
     await new Promise((r) => setTimeout(r, 200));
     expect(w.reloads).toHaveLength(0);
     writeFileSync(path.join(dir, 'a.yaml'), doc('dir2'));

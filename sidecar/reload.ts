@@ -31,12 +31,15 @@ export interface PolicyWatcherOptions {
 
 const MAX_FILE = 16 << 20;
 
-/** sha256 over the names and contents of the policy files (dot-entries such as `..data` skipped) */
+/**
+ * sha256 over the names and contents of the policy files: the file itself, or a directory's *.yaml/*.yml
+ * files without dot-entries such as `..data` (the set loadPolicy reads)
+ */
 export async function fingerprint(p: string): Promise<string> {
   const hash = createHash('sha256');
   const st = await stat(p);
   if (st.isDirectory()) {
-    const names = (await readdir(p)).filter((n) => !n.startsWith('.')).sort();
+    const names = (await readdir(p)).filter((n) => !n.startsWith('.') && /\.ya?ml$/.test(n)).sort();
     for (const name of names) {
       const full = path.join(p, name);
       const s = await stat(full).catch(() => undefined);
