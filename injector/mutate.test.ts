@@ -200,6 +200,41 @@ describe('mutate', () => {
   });
 });
 
+describe('probes on model ports with capture "redirect"', () => {
+  const spec = {
+    containers: [
+      {
+        name: 'm',
+        image: 'vllm',
+        ports: [
+          { name: 'http', containerPort: 8000 },
+          { name: 'metrics', containerPort: 9090 },
+        ],
+        readinessProbe: { httpGet: { path: '/health', port: 'http' } },
+        livenessProbe: { httpGet: { path: '/metrics', port: 9090 } },
+        startupProbe: { grpc: { port: 8000 } },
+      },
+    ],
+  };
+
+  it('warns that they pass through the sidecar and how to allow them', () => {
+    const r = mutate(pod({ 'inferguard.io/ports': '8000' }, spec), S);
+    expect(r.outcome).toBe('injected');
+    expect(r.warnings).toEqual([
+      expect.stringMatching(
+        /^inferguard: m.startupProbe gRPC health check on model port 8000 .*\/grpc.health.v1.Health\/Check/,
+      ),
+      "inferguard: m.readinessProbe GET /health on model port 8000 is redirected through the sidecar; allow it in the policy (spec.http.allowPaths: ['GET /health']) or the probe gets 403",
+    ]);
+  });
+
+  it('says nothing with capture "port" (renamed ports keep probes on the model)', () => {
+    expect(
+      mutate(pod({ 'inferguard.io/ports': '8000', 'inferguard.io/capture': 'port' }, spec), S).warnings,
+    ).toEqual([]);
+  });
+});
+
 describe('renamedPortName', () => {
   it('stays a valid IANA service name and unique', () => {
     expect(renamedPortName('http', new Set())).toBe('http-model');

@@ -283,12 +283,19 @@ function mutateOne(input: unknown, settings: InjectorSettings, ctx: MutateContex
   if (previous?.hash === hash) return skipped(input, 'already_injected');
 
   apply(tpl, plan, rendered, hash);
+  const warnings =
+    opts.capture === 'redirect'
+      ? probeWarnings(
+          tpl.spec,
+          plan.ports.map((p) => p.port),
+        )
+      : [];
   return {
     outcome: 'injected',
     reason: 'injected',
     object,
     message: `injected ${SIDECAR_NAME}`,
-    warnings: [],
+    warnings,
   };
 }
 
@@ -594,6 +601,37 @@ function planInjection(tpl: Template, opts: Options): Plan {
   }
   const first = (tpl.spec.containers as Obj[])[0];
   return { ports, defaultContainer: !opts.native && first ? String(first.name) : undefined };
+}
+
+/**
+ * With capture "redirect", kubelet probes come from outside the pod and are redirected too: an HTTP
+ * or gRPC probe on a model port reaches the model through the sidecar, whose policy denies routes it
+ * does not know (403) unless they are allow-listed. Say so at injection time rather than let the pod
+ * sit unready (Istio #41010). Pure: returns warnings, changes nothing.
+ */
+export function probeWarnings(spec: Obj, modelPorts: number[]): string[] {
+  const out: string[] = [];
+  for (const c of spec.containers as Obj[]) {
+    const ports: Obj[] = Array.isArray(c.ports) ? c.ports : [];
+    const resolve = (port: unknown) =>
+      typeof port === 'number' ? port : ports.find((p) => isObj(p) && p.name === port)?.containerPort;
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
+      const h = c[probe];
+      if (!isObj(h)) continue;
+      if (isObj(h.httpGet) && modelPorts.includes(resolve(h.httpGet.port))) {
+        const path = typeof h.httpGet.path === 'string' ? h.httpGet.path : '/';
+        out.push(
+          `inferguard: ${c.name}.${probe} GET ${path} on model port ${resolve(h.httpGet.port)} is redirected through the sidecar; allow it in the policy (spec.http.allowPaths: ['GET ${path}']) or the probe gets 403`,
+        );
+      }
+      if (isObj(h.grpc) && modelPorts.includes(h.grpc.port)) {
+        out.push(
+          `inferguard: ${c.name}.${probe} gRPC health check on model port ${h.grpc.port} is redirected through the sidecar; allow it in the policy (spec.grpc.allowMethods: ['/grpc.health.v1.Health/Check']) or the probe is denied`,
+        );
+      }
+    }
+  }
+  return out;
 }
 
 /** IANA_SVC_NAME: ≤ 15 chars, [a-z0-9-], a letter, no leading/trailing or double hyphen */
