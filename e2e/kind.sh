@@ -164,7 +164,8 @@ for _ in $(seq 1 30); do
   url="http://127.0.0.1:$JAEGER_PORT/api/v3/traces?query.service_name=inferguard-sidecar"
   url="$url&query.start_time_min=$start&query.start_time_max=$end"
   body="$(curl -fsS "$url" 2>/dev/null || true)"
-  if printf '%s' "$body" | grep -q '"key":"inferguard.decision","value":{"stringValue":"block"}'; then
+  # OTLP/JSON: {"key":"inferguard.decision","value":{"stringValue":"block"}}
+  if printf '%s' "$body" | grep -Eq '"inferguard\.decision"[^}]*"block"'; then
     found=1
     break
   fi
@@ -174,7 +175,7 @@ echo "search /api/v3/traces?query.service_name=inferguard-sidecar: block span fo
 trace="$(curl -fsS "http://127.0.0.1:$JAEGER_PORT/api/v3/traces/$trace_id")" ||
   die "Jaeger has no trace $trace_id (the id the client was given)"
 printf '%s' "$trace" | grep -q '"inferguard.rule.id"' || die "trace $trace_id has no inferguard.rule.id attribute"
-printf '%s' "$trace" | grep -o '"key":"[a-z0-9_.]*","value":{"stringValue":"[^"]*"}' | sort -u || true
+printf '%s' "$trace" | grep -Eo '"key": ?"(inferguard|gen_ai|k8s)\.[a-z0-9_.]*", ?"value": ?\{"stringValue": ?"[^"]*"\}' | sort -u || true
 
 log "done: blocked at the sidecar, span in Jaeger (trace $trace_id)"
 echo "UI: kubectl -n $NAMESPACE port-forward svc/$RELEASE-jaeger 16686:16686, then http://localhost:16686"
