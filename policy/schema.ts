@@ -6,7 +6,24 @@
 // `x-error` is our own annotation: the message the loader prints when a `pattern`, `oneOf` or `anyOf`
 // at that node fails (Ajv's generic text would say "must match pattern ^…$", which helps nobody).
 // Editors ignore unknown keywords, Ajv is told about it as a vocabulary.
+import type {
+  ArgConstraint,
+  LimitsSpec,
+  OverrideSpec,
+  PolicySpec,
+  PolicyTestCase,
+  RuleSpec,
+  ToolAllowSpec,
+  ToolsSpec,
+} from './types.js';
+
 type Schema = Record<string, unknown>;
+
+/**
+ * The `properties` of an object schema for the TypeScript type T (policy/types.ts): the compiler
+ * refuses a schema that misses one of T's keys or has one T does not, so the two cannot drift apart.
+ */
+const props = <T>(p: { [K in keyof Required<T>]: Schema }): Schema => p;
 
 export const API_VERSION = 'inferguard.io/v1alpha1';
 
@@ -74,7 +91,7 @@ const rule = (pack: boolean): Schema => ({
   type: 'object',
   required: ['id', 'pattern'],
   additionalProperties: false,
-  properties: {
+  properties: props<RuleSpec>({
     id: {
       type: 'string',
       pattern: RULE_ID_PATTERN,
@@ -105,21 +122,21 @@ const rule = (pack: boolean): Schema => ({
     validate: { type: 'string', enum: VALIDATORS },
     minEntropy: { type: 'number', minimum: 0, maximum: 8 },
     enabled: { type: 'boolean', default: true },
-  },
+  }),
 });
 
 const testCase: Schema = {
   type: 'object',
   required: ['expect'],
   additionalProperties: false,
-  properties: {
+  properties: props<PolicyTestCase>({
     name: { type: 'string' },
     input: { type: 'string', description: 'scanned in the input direction' },
     output: { type: 'string', description: 'scanned in the output direction' },
     system: { type: 'string', description: 'system prompt for output cases (leak detection)' },
     expect: { type: 'string', enum: DECISIONS },
     rule: { type: 'string', pattern: RULE_ID_PATTERN, 'x-error': 'must be a rule id' },
-  },
+  }),
   oneOf: [{ required: ['input'] }, { required: ['output'] }],
   'x-error': 'a test case needs exactly one of "input" or "output"',
 };
@@ -127,13 +144,13 @@ const testCase: Schema = {
 const override: Schema = {
   type: 'object',
   additionalProperties: false,
-  properties: {
+  properties: props<OverrideSpec>({
     rule: { type: 'string', pattern: RULE_ID_PATTERN, 'x-error': 'must be a rule id, e.g. "pii.email"' },
     category: { type: 'string', pattern: NAME_PATTERN, 'x-error': 'must be a category name, e.g. "pii"' },
     action: { type: 'string', enum: ACTIONS },
     directions: directions(),
     enabled: { type: 'boolean' },
-  },
+  }),
   oneOf: [{ required: ['rule'] }, { required: ['category'] }],
   anyOf: [{ required: ['action'] }, { required: ['directions'] }, { required: ['enabled'] }],
   'x-error': {
@@ -145,7 +162,7 @@ const override: Schema = {
 const argConstraint: Schema = {
   type: 'object',
   additionalProperties: false,
-  properties: {
+  properties: props<ArgConstraint>({
     pattern: { type: 'string', minLength: 1, description: 'RE2; the whole value must match (anchor it)' },
     deny: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 },
     enum: {
@@ -156,7 +173,7 @@ const argConstraint: Schema = {
     minimum: { type: 'number' },
     maximum: { type: 'number' },
     required: { type: 'boolean', default: false },
-  },
+  }),
 };
 
 const toolName: Schema = {
@@ -169,7 +186,7 @@ const limits: Schema = {
   type: 'object',
   additionalProperties: false,
   default: {},
-  properties: {
+  properties: props<LimitsSpec>({
     maxRequestBytes: {
       type: 'integer',
       minimum: 0,
@@ -196,13 +213,13 @@ const limits: Schema = {
       default: DEFAULT_LIMITS.maxDecodedBytes,
     },
     maxHoldback: { type: 'integer', minimum: 1, maximum: 1_048_576, default: DEFAULT_LIMITS.maxHoldback },
-  },
+  }),
 };
 
 const spec: Schema = {
   type: 'object',
   additionalProperties: false,
-  properties: {
+  properties: props<PolicySpec>({
     mode: { type: 'string', enum: ['enforce', 'monitor'], default: 'enforce' },
     packs: {
       type: 'array',
@@ -216,7 +233,7 @@ const spec: Schema = {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: {
+      properties: props<ToolsSpec>({
         default: { type: 'string', enum: ['allow', 'deny'], default: 'allow' },
         allow: {
           type: 'array',
@@ -225,7 +242,7 @@ const spec: Schema = {
             type: 'object',
             required: ['name'],
             additionalProperties: false,
-            properties: {
+            properties: props<ToolAllowSpec>({
               name: toolName,
               args: {
                 type: 'object',
@@ -233,22 +250,22 @@ const spec: Schema = {
                 propertyNames: { minLength: 1 },
                 additionalProperties: argConstraint,
               },
-            },
+            }),
           },
         },
         deny: { type: 'array', default: [], items: toolName },
-      },
+      }),
     },
     output: {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: {
+      properties: props<NonNullable<PolicySpec['output']>>({
         urls: {
           type: 'object',
           additionalProperties: false,
           default: {},
-          properties: {
+          properties: props<NonNullable<NonNullable<PolicySpec['output']>['urls']>>({
             allowDomains: {
               type: 'array',
               description: 'absent = URLs are not checked; listed = only these domains may appear in output',
@@ -262,7 +279,7 @@ const spec: Schema = {
               },
             },
             blockMarkdownImages: { type: 'boolean', default: false },
-          },
+          }),
         },
         systemPromptLeak: {
           type: ['boolean', 'object'],
@@ -270,13 +287,13 @@ const spec: Schema = {
           additionalProperties: false,
           properties: { minChars: { type: 'integer', minimum: 8, default: DEFAULT_LEAK_MIN_CHARS } },
         },
-      },
+      }),
     },
     http: {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: {
+      properties: props<NonNullable<PolicySpec['http']>>({
         allowPaths: {
           type: 'array',
           default: [],
@@ -287,13 +304,13 @@ const spec: Schema = {
               'must be "METHOD /path" with an optional trailing "*", e.g. "GET /health" or "GET /v1/models*"',
           },
         },
-      },
+      }),
     },
     grpc: {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: {
+      properties: props<NonNullable<PolicySpec['grpc']>>({
         allowMethods: {
           type: 'array',
           default: [],
@@ -303,10 +320,10 @@ const spec: Schema = {
             'x-error': 'must be "/package.Service/Method" or "/package.Service/*"',
           },
         },
-      },
+      }),
     },
     tests: { type: 'array', default: [], items: testCase },
-  },
+  }),
 };
 
 const envelope = (kind: string): Schema => ({
