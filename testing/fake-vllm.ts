@@ -49,6 +49,11 @@ export interface Script {
   crlf?: boolean;
   comments?: boolean;
   noSpace?: boolean;
+  /**
+   * streaming: send exactly these events instead of a generated stream (objects are JSON-encoded;
+   * `{event, data}` pairs set the event type) — for upstreams that behave oddly
+   */
+  events?: (string | Record<string, unknown> | { event: string; data: string | Record<string, unknown> })[];
   /** write the SSE bytes in pieces of this many bytes, each its own write */
   splitBytes?: number;
   /** wait this long before each write (streams) or before answering (non-streaming) */
@@ -458,7 +463,14 @@ export async function startFakeVllm(opts: FakeVllmOptions = {}): Promise<FakeVll
     json(res, 200, out, s);
   }
 
-  async function stream(res: ServerResponse, s: Script, events: SseOut[]): Promise<void> {
+  async function stream(res: ServerResponse, s: Script, generated: SseOut[]): Promise<void> {
+    const events: SseOut[] = s.events
+      ? s.events.map((e) =>
+          typeof e === 'object' && 'event' in e && 'data' in e && typeof e.event === 'string'
+            ? (e as SseOut)
+            : { data: e as string | Record<string, unknown> },
+        )
+      : generated;
     const eol = s.crlf ? '\r\n' : '\n';
     const sep = s.noSpace ? ':' : ': ';
     res.writeHead(200, {

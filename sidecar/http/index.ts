@@ -33,11 +33,12 @@ import {
   decodeResponsesResponse,
 } from './openai.js';
 import { inspectedRoute, pathAllowed, type InspectedRoute, type RouteKind } from './routes.js';
-import { SseDecoder } from './sse.js';
+import { SseDecoder, SseTooLargeError, type SseEvent } from './sse.js';
 import {
   GenerateStreamGuard,
   OpenAiStreamGuard,
   ResponsesStreamGuard,
+  StreamBoundError,
   type StreamEnv,
   type StreamGuard,
 } from './stream-guard.js';
@@ -468,34 +469,47 @@ export async function createHttpListener(
     try {
       for await (const chunk of up.body) {
         if (passthroughRest) {
-          await write(chunk.toString('utf8'));
+          if (!res.write(chunk)) await once(res, 'drain');
           continue;
         }
         let out = '';
         const t = performance.now();
+        let events: SseEvent[] = [];
+        let i = 0;
         try {
-          for (const ev of decoder.write(chunk)) {
-            out += guard.event(ev);
+          events = decoder.write(chunk);
+          for (; i < events.length; i++) {
+            out += guard.event(events[i]);
             if (guard.blocked) break;
           }
         } catch (e) {
           scanSeconds += (performance.now() - t) / 1000;
-          if (ctx.fail === 'open' && !(e instanceof Error && e.name === 'SseTooLargeError')) {
-            // fail open: what is held is lost with the scanner; the rest goes on unscanned
+          const bound = e instanceof SseTooLargeError || e instanceof StreamBoundError;
+          if (ctx.fail === 'open' && !bound) {
+            // fail open: what the scanner held is lost with it; the rest goes on unscanned
             engineFault(e, trace, 'output');
             passthroughRest = true;
-            await write(out + chunk.toString('utf8'));
+            const rest =
+              events
+                .slice(i)
+                .map((ev) => ev.raw)
+                .join('') + decoder.end().unterminated;
+            await write(out + rest);
             continue;
           }
+          // a bound is a property of the stream, not of the engine: it fails closed in either mode
           ctx.log.warn(
             { err: e instanceof Error ? e.name : 'error', traceId: env.traceId },
             'stream inspection failed',
           );
           trace.decision({ direction: 'output', decision: 'block', findings: [] });
-          await write(out + errorEvent(new GuardError('engine_fault'), env.traceId));
+          const err = bound
+            ? new GuardError('upstream_unavailable', { reason: 'stream exceeded an inspection bound' })
+            : new GuardError('engine_fault');
+          await write(out + errorEvent(err, env.traceId));
           res.end();
           up.body.destroy();
-          return { decision: 'block', status: 503 };
+          return { decision: 'block', status: err.http };
         }
         scanSeconds += (performance.now() - t) / 1000;
         await write(out);

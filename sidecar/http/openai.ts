@@ -140,6 +140,16 @@ export function decodeChatRequest(body: Record<string, Json>): DecodedRequest {
       c.text(`messages[${i}].${f}`, source, m[f], (t) => (m[f] = t), role);
     toolCallsOf(c, m, `messages[${i}]`);
   });
+  // vLLM renders `documents` (RAG) and a client-supplied `chat_template` into the prompt
+  if (Array.isArray(body.documents))
+    body.documents.forEach((d: Json, i: number) => {
+      if (typeof d === 'string')
+        return c.text(`documents[${i}]`, 'retrieved', d, (t) => (body.documents[i] = t));
+      if (isObject(d))
+        for (const [k, v] of Object.entries(d))
+          c.text(`documents[${i}].${k}`, 'retrieved', v, (t) => (d[k] = t));
+    });
+  c.text('chat_template', 'parameter', body.chat_template, (t) => (body.chat_template = t));
   const keys = ['max_tokens', 'max_completion_tokens'];
   return finish(body, c, 'chat', system, msgs.length, keys, 'max_tokens');
 }
@@ -262,7 +272,7 @@ export function decodeChatResponse(body: Record<string, Json>): DecodedResponse 
     if (!isObject(ch.message)) return;
     const m = ch.message;
     content(c, m, 'content', `choices[${i}].message.content`, 'output');
-    for (const f of ['reasoning_content', 'reasoning'])
+    for (const f of ['reasoning_content', 'reasoning', 'refusal'])
       c.text(`choices[${i}].message.${f}`, 'output', m[f], (t) => (m[f] = t));
     toolCallsOf(c, m, `choices[${i}].message`);
   });

@@ -16,11 +16,13 @@ import {
   type CompiledPolicy,
   type Decision,
   type Finding,
+  type ResponseVerdict,
   type StreamScanner,
+  type TextSegment,
   type ToolCall,
 } from '../../policy/index.js';
 import { errorMessage } from '../errors.js';
-import type { Json } from './exchange.js';
+import { Collector, type Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
 
 export interface StreamEnv {
@@ -133,6 +135,18 @@ export abstract class StreamGuard {
     return args !== undefined ? { blocked: false, arguments: args } : { blocked: false };
   }
 
+  /** text segments judged as one non-streamed response (for events the guard has no stream state for) */
+  protected scanWhole(segments: TextSegment[]): ResponseVerdict {
+    const v = scanResponse(
+      this.env.policy,
+      { operation: this.env.operation, ...(this.env.model ? { model: this.env.model } : {}), segments },
+      this.env.systemPrompt !== undefined ? { systemPrompt: this.env.systemPrompt } : {},
+    );
+    if (v.findings.length) this.#record(v.findings);
+    if (v.decision === 'block') this.blockedBy ??= v.findings.find((f) => f.action === 'block');
+    return v;
+  }
+
   protected errorPayload(): Record<string, unknown> {
     const f = this.blockedBy!;
     return {
@@ -155,8 +169,12 @@ interface HeldCall {
   name: string;
   args: string;
   argsObject?: Record<string, unknown>;
+  /** the deprecated `delta.function_call` form */
+  legacy?: boolean;
   /** SSE text of the fragments as they came (raw when the event held nothing else) */
   out: string[];
+  /** characters held for this call (bounded by MAX_HELD_CALL_CHARS) */
+  size: number;
 }
 
 interface ChoiceState {
@@ -165,9 +183,22 @@ interface ChoiceState {
   finished: boolean;
   /** the last #finishChoice wrote text tails into the finishing chunk */
   tailsMerged?: boolean;
+  /** text fields seen in this choice's deltas (content, reasoning_content, refusal, ...) */
+  fields: Set<string>;
 }
 
-const CHAT_TEXT_FIELDS = ['content', 'reasoning_content', 'reasoning'] as const;
+/** delta fields that are not model text */
+const CHAT_NON_TEXT = new Set(['role', 'tool_calls', 'function_call']);
+
+/** a held tool call larger than this ends the stream: memory stays bounded whatever the upstream sends */
+export const MAX_HELD_CALL_CHARS = 1 << 20;
+
+export class StreamBoundError extends Error {
+  constructor() {
+    super(`a streamed tool call exceeded ${MAX_HELD_CALL_CHARS} characters`);
+    this.name = 'StreamBoundError';
+  }
+}
 
 export class OpenAiStreamGuard extends StreamGuard {
   readonly #chat: boolean;
@@ -208,26 +239,35 @@ export class OpenAiStreamGuard extends StreamGuard {
       let choiceChanged = false;
       if (holder && typeof holder === 'object') {
         // tool-call fragments: hold, and close text channels first so text before the call is released
-        if (this.#chat && Array.isArray(holder.tool_calls) && holder.tool_calls.length) {
-          out += this.#closeText(index);
+        // the deprecated single function_call streams like tool call 0
+        const legacy = this.#chat && holder.function_call && typeof holder.function_call === 'object';
+        const frags: Json[] | undefined = legacy
+          ? [{ index: 0, function: holder.function_call, legacy: true }]
+          : this.#chat && Array.isArray(holder.tool_calls) && holder.tool_calls.length
+            ? holder.tool_calls
+            : undefined;
+        if (frags) {
+          out += this.#closeText(index, st);
           if (this.blocked) return out + this.#blockTail();
           // the event's own bytes can stand for a fragment only when it holds nothing else
           const only =
             chunk.choices.length === 1 &&
-            holder.tool_calls.length === 1 &&
+            frags.length === 1 &&
             onlyToolCalls(holder) &&
             ch.finish_reason == null &&
             !ch.logprobs;
-          for (const frag of holder.tool_calls) {
+          for (const frag of frags) {
             out += this.#holdFragment(index, st, frag, only ? ev.raw : undefined);
             if (this.blocked) return out + this.#blockTail();
           }
           delete holder.tool_calls;
+          delete holder.function_call;
           choiceChanged = true;
         }
-        for (const f of this.#chat ? CHAT_TEXT_FIELDS : (['text'] as const)) {
+        for (const f of this.#textFields(holder)) {
           const t = holder[f];
           if (typeof t !== 'string' || t === '') continue;
+          st.fields.add(f);
           const s = this.channel(`${index}/${f}`, this.#path(index, f)).write(t);
           if (s.blocked) return out + this.#blockTail();
           if (s.release !== t) {
@@ -264,8 +304,14 @@ export class OpenAiStreamGuard extends StreamGuard {
 
   #state(index: number): ChoiceState {
     let st = this.#choices.get(index);
-    if (!st) this.#choices.set(index, (st = { held: new Map(), finished: false }));
+    if (!st) this.#choices.set(index, (st = { held: new Map(), finished: false, fields: new Set() }));
     return st;
+  }
+
+  /** every string field of a chat delta is model text except the role: unknown ones are scanned too */
+  #textFields(holder: Json): string[] {
+    if (!this.#chat) return ['text'];
+    return Object.keys(holder).filter((k) => !CHAT_NON_TEXT.has(k) && typeof holder[k] === 'string');
   }
 
   #path(index: number, field: string): string {
@@ -273,9 +319,9 @@ export class OpenAiStreamGuard extends StreamGuard {
   }
 
   /** end the text channels of a choice, sending their tails as their own chunks */
-  #closeText(index: number): string {
+  #closeText(index: number, st: ChoiceState): string {
     let out = '';
-    for (const f of this.#chat ? CHAT_TEXT_FIELDS : (['text'] as const)) {
+    for (const f of st.fields) {
       const ch = this.channels.get(`${index}/${f}`);
       if (!ch || ch.ended) continue;
       const s = ch.end();
@@ -300,21 +346,22 @@ export class OpenAiStreamGuard extends StreamGuard {
     if (this.blocked) return out;
     st.current = ti;
     let call = st.held.get(ti);
-    if (!call) st.held.set(ti, (call = { index: ti, name: '', args: '', out: [] }));
+    if (!call) st.held.set(ti, (call = { index: ti, name: '', args: '', out: [], size: 0 }));
     const fn = frag?.function ?? {};
+    if (frag?.legacy) call.legacy = true;
     if (typeof frag?.id === 'string') call.id = frag.id;
     if (typeof fn.name === 'string') call.name += fn.name;
     if (typeof fn.arguments === 'string') call.args += fn.arguments;
     else if (fn.arguments && typeof fn.arguments === 'object') call.argsObject = fn.arguments;
-    // raw bytes only once per event (an event may hold several fragments)
-    if (raw !== undefined && !call.out.includes(raw)) call.out.push(raw);
-    else if (raw === undefined)
-      call.out.push(
-        data({
-          ...this.#envelope,
-          choices: [{ index, delta: { tool_calls: [frag] }, logprobs: null, finish_reason: null }],
-        }),
-      );
+    let sse: string;
+    if (raw !== undefined) sse = raw;
+    else {
+      const delta = frag?.legacy ? { function_call: fn } : { tool_calls: [frag] };
+      sse = data({ ...this.#envelope, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
+    }
+    call.out.push(sse);
+    call.size += sse.length + (typeof fn.arguments === 'string' ? fn.arguments.length : 0);
+    if (call.size > MAX_HELD_CALL_CHARS) throw new StreamBoundError();
     return out;
   }
 
@@ -331,16 +378,10 @@ export class OpenAiStreamGuard extends StreamGuard {
     if (v.blocked) return '';
     if (v.arguments === undefined) return call.out.join('');
     // redacted arguments: one fragment carrying the whole call
-    const frag = {
-      index: ti,
-      ...(call.id ? { id: call.id } : {}),
-      type: 'function',
-      function: { name: call.name, arguments: v.arguments },
-    };
-    return data({
-      ...this.#envelope,
-      choices: [{ index, delta: { tool_calls: [frag] }, logprobs: null, finish_reason: null }],
-    });
+    const fn = { name: call.name, arguments: v.arguments };
+    const frag = { index: ti, ...(call.id ? { id: call.id } : {}), type: 'function', function: fn };
+    const delta = call.legacy ? { function_call: fn } : { tool_calls: [frag] };
+    return data({ ...this.#envelope, choices: [{ index, delta, logprobs: null, finish_reason: null }] });
   }
 
   #finishChoice(index: number, st: ChoiceState, holder?: Json): string {
@@ -349,7 +390,7 @@ export class OpenAiStreamGuard extends StreamGuard {
     let out = '';
     if (holder) {
       st.tailsMerged = false;
-      for (const f of this.#chat ? CHAT_TEXT_FIELDS : (['text'] as const)) {
+      for (const f of st.fields) {
         const ch = this.channels.get(`${index}/${f}`);
         if (!ch || ch.ended) continue;
         const s = ch.end();
@@ -359,7 +400,7 @@ export class OpenAiStreamGuard extends StreamGuard {
           st.tailsMerged = true;
         }
       }
-    } else out += this.#closeText(index);
+    } else out += this.#closeText(index, st);
     if (this.blocked) return out;
     for (const ti of [...st.held.keys()]) {
       out += this.#judgeHeld(index, st, ti);
@@ -399,7 +440,7 @@ export class OpenAiStreamGuard extends StreamGuard {
 
 function onlyToolCalls(delta: Json): boolean {
   for (const [k, v] of Object.entries(delta)) {
-    if (k === 'tool_calls') continue;
+    if (k === 'tool_calls' || k === 'function_call') continue;
     if (k === 'role') continue;
     if (v === null || v === '' || v === undefined) continue;
     return false;
@@ -426,6 +467,37 @@ interface HeldItem {
   name: string;
   args: string;
   callId?: string;
+  size: number;
+}
+
+/** events that carry no model text (the response object they echo has an empty output) */
+const RESPONSES_METADATA = new Set([
+  'response.created',
+  'response.in_progress',
+  'response.queued',
+  'response.content_part.added',
+  'response.output_item.added',
+]);
+
+/** identifiers and enums, not text, in events judged whole */
+const NOT_TEXT = new Set([
+  'type',
+  'id',
+  'item_id',
+  'call_id',
+  'status',
+  'role',
+  'object',
+  'model',
+  'sequence_number',
+]);
+
+/** which delta channel holds the text of a part or summary of an output item */
+function partChannel(part: Json, summary: boolean): { type: string; field: string } {
+  if (summary) return { type: 'response.reasoning_summary_text.delta', field: 'text' };
+  if (part?.type === 'refusal') return { type: 'response.refusal.delta', field: 'refusal' };
+  if (part?.type === 'reasoning_text') return { type: 'response.reasoning_text.delta', field: 'text' };
+  return { type: 'response.output_text.delta', field: 'text' };
 }
 
 export class ResponsesStreamGuard extends StreamGuard {
@@ -448,86 +520,72 @@ export class ResponsesStreamGuard extends StreamGuard {
     if (!e || typeof e !== 'object' || typeof e.type !== 'string') return '';
     if (e.response?.id) this.#responseId = e.response.id;
     const oi = typeof e.output_index === 'number' ? e.output_index : undefined;
-    const held = oi !== undefined ? this.#held.get(oi) : undefined;
 
-    if (e.type === 'response.output_item.added' && e.item?.type === 'function_call' && oi !== undefined) {
-      this.#held.set(oi, {
-        outputIndex: oi,
-        events: [e],
-        name: typeof e.item.name === 'string' ? e.item.name : '',
-        args: typeof e.item.arguments === 'string' ? e.item.arguments : '',
-        ...(typeof e.item.call_id === 'string' ? { callId: e.item.call_id } : {}),
-      });
-      return '';
+    // function calls: held from their first event to output_item.done, then judged whole
+    const startsCall =
+      (e.type === 'response.output_item.added' && e.item?.type === 'function_call') ||
+      e.type.startsWith('response.function_call_arguments.');
+    if (oi !== undefined && startsCall && !this.#held.has(oi)) {
+      this.#held.set(oi, { outputIndex: oi, events: [], name: '', args: '', size: 0 });
     }
+    const held = oi !== undefined ? this.#held.get(oi) : undefined;
     if (held) {
       held.events.push(e);
+      held.size += ev.data.length;
+      if (held.size > MAX_HELD_CALL_CHARS) throw new StreamBoundError();
+      const item = e.item;
+      if (item && typeof item === 'object') {
+        if (typeof item.name === 'string' && item.name) held.name = item.name;
+        if (typeof item.call_id === 'string') held.callId = item.call_id;
+        if (typeof item.arguments === 'string' && item.arguments) held.args = item.arguments;
+      }
       if (e.type === 'response.function_call_arguments.delta' && typeof e.delta === 'string')
         held.args += e.delta;
       if (e.type === 'response.function_call_arguments.done' && typeof e.arguments === 'string')
         held.args = e.arguments;
-      if (e.type === 'response.output_item.done') {
-        if (typeof e.item?.name === 'string') held.name = e.item.name;
-        if (typeof e.item?.arguments === 'string') held.args = e.item.arguments;
-        return this.#release(held);
-      }
-      return '';
+      return e.type === 'response.output_item.done' ? this.#release(held) : '';
     }
 
-    const key = `${oi}/${e.content_index ?? 0}`;
-    const path = `output[${oi}].content[${e.content_index ?? 0}].text`;
+    const idx = e.summary_index ?? e.content_index ?? 0;
+    if (e.type.endsWith('.delta') && typeof e.delta === 'string') {
+      // output_text, refusal, reasoning and any other streamed text: through the stream scanner
+      const s = this.channel(`${e.type}/${oi}/${idx}`, `output[${oi}].content[${idx}]`).write(e.delta);
+      if (s.blocked) return this.#blockTail();
+      if (s.release === '') return '';
+      const changed = s.release !== e.delta;
+      if (changed) {
+        e.delta = s.release;
+        if (Array.isArray(e.logprobs)) e.logprobs = [];
+      }
+      return this.#emit(e, ev.raw, changed);
+    }
+    if (e.type.endsWith('.done') && this.channels.has(`${e.type.slice(0, -5)}.delta/${oi}/${idx}`)) {
+      // the tail goes out as a last delta; the .done event repeats only what was released
+      const dtype = `${e.type.slice(0, -5)}.delta`;
+      const ch = this.channels.get(`${dtype}/${oi}/${idx}`)!;
+      let out = '';
+      const s = ch.end();
+      if (s.blocked) return this.#blockTail();
+      if (s.release) {
+        const ids = pick(e, ['item_id', 'output_index', 'content_index', 'summary_index']);
+        out += this.#emit({ type: dtype, ...ids, delta: s.release }, undefined, true);
+      }
+      let changed = false;
+      for (const [k, v] of Object.entries(e)) {
+        if (typeof v !== 'string' || NOT_TEXT.has(k) || k.endsWith('_id') || v === ch.released) continue;
+        e[k] = ch.released;
+        changed = true;
+      }
+      if (changed && Array.isArray(e.logprobs)) e.logprobs = [];
+      return out + this.#emit(e, ev.raw, changed);
+    }
     switch (e.type) {
-      case 'response.output_text.delta':
-      case 'response.refusal.delta':
-      case 'response.reasoning_summary_text.delta':
-      case 'response.reasoning_text.delta': {
-        if (typeof e.delta !== 'string') return this.#emit(e, ev.raw, false);
-        const s = this.channel(`${e.type}/${key}`, path).write(e.delta);
-        if (s.blocked) return this.#blockTail();
-        if (s.release === '') return '';
-        const changed = s.release !== e.delta;
-        if (changed) {
-          e.delta = s.release;
-          if (Array.isArray(e.logprobs)) e.logprobs = [];
-        }
-        return this.#emit(e, ev.raw, changed);
-      }
-      case 'response.output_text.done':
-      case 'response.refusal.done':
-      case 'response.reasoning_summary_text.done':
-      case 'response.reasoning_text.done': {
-        const dtype = e.type.replace(/\.done$/, '.delta');
-        const ch = this.channels.get(`${dtype}/${key}`);
-        let out = '';
-        if (ch) {
-          const s = ch.end();
-          if (s.blocked) return this.#blockTail();
-          if (s.release)
-            out += this.#emit(
-              {
-                ...pick(e, ['item_id', 'output_index', 'content_index', 'summary_index']),
-                type: dtype,
-                delta: s.release,
-              },
-              undefined,
-              true,
-            );
-        }
-        const field = e.type === 'response.refusal.done' ? 'refusal' : 'text';
-        const want = ch ? ch.released : '';
-        const changed = typeof e[field] === 'string' && e[field] !== want;
-        if (changed) {
-          e[field] = want;
-          if (Array.isArray(e.logprobs)) e.logprobs = [];
-        }
-        return out + this.#emit(e, ev.raw, changed);
-      }
       case 'response.content_part.done': {
-        const changed = this.#patchPart(e.part, oi, e.content_index ?? 0);
+        const changed = this.#patchPart(e.part, oi, idx, false);
         return this.blocked ? this.#blockTail() : this.#emit(e, ev.raw, changed);
       }
       case 'response.output_item.done': {
-        const changed = this.#patchItem(e.item, oi);
+        const changed = this.#patchItem(e.item, oi, `output[${oi}]`);
         return this.blocked ? this.#blockTail() : this.#emit(e, ev.raw, changed);
       }
       case 'response.completed':
@@ -538,15 +596,16 @@ export class ResponsesStreamGuard extends StreamGuard {
         let changed = false;
         if (Array.isArray(e.response?.output))
           e.response.output.forEach(
-            (item: Json, i: number) => (changed = this.#patchItem(item, i) || changed),
+            (item: Json, i: number) => (changed = this.#patchItem(item, i, `output[${i}]`) || changed),
           );
         if (this.blocked) return out + this.#blockTail();
         if (typeof e.response?.output_text === 'string') {
           const all = [...this.channels.entries()]
             .filter(([k]) => k.startsWith('response.output_text.delta/'))
-            .map(([, c]) => c.released);
-          if (all.join('') !== e.response.output_text) {
-            e.response.output_text = all.join('');
+            .map(([, c]) => c.released)
+            .join('');
+          if (all !== e.response.output_text) {
+            e.response.output_text = all;
             changed = true;
           }
         }
@@ -554,8 +613,12 @@ export class ResponsesStreamGuard extends StreamGuard {
         this.#done = true;
         return out;
       }
-      default:
-        return this.#emit(e, ev.raw, false);
+      default: {
+        if (RESPONSES_METADATA.has(e.type)) return this.#emit(e, ev.raw, false);
+        // an event type we do not know: judged whole before it is passed on
+        const changed = this.#judgeWhole(e, e.type);
+        return this.blocked ? this.#blockTail() : this.#emit(e, ev.raw, changed);
+      }
     }
   }
 
@@ -565,27 +628,59 @@ export class ResponsesStreamGuard extends StreamGuard {
   }
 
   /** the released text replaces what the upstream repeats in .done events */
-  #patchPart(part: Json, oi: number | undefined, ci: number): boolean {
-    const refusal = part?.type === 'refusal';
-    const type = refusal ? 'response.refusal.delta' : 'response.output_text.delta';
-    const f = refusal ? 'refusal' : 'text';
-    if (!part || typeof part[f] !== 'string' || this.blocked) return false;
-    let ch = this.channels.get(`${type}/${oi}/${ci}`);
+  #patchPart(part: Json, oi: number | undefined, idx: number, summary: boolean): boolean {
+    const { type, field } = partChannel(part, summary);
+    if (!part || typeof part[field] !== 'string' || this.blocked) return false;
+    let ch = this.channels.get(`${type}/${oi}/${idx}`);
     if (!ch) {
       // text the upstream never streamed as deltas is scanned whole before it is repeated
-      ch = this.channel(`${type}/${oi}/${ci}`, `output[${oi}].content[${ci}].${f}`);
-      if (ch.write(part[f]).blocked || ch.end().blocked) return false;
+      ch = this.channel(`${type}/${oi}/${idx}`, `output[${oi}].content[${idx}].${field}`);
+      if (ch.write(part[field]).blocked || ch.end().blocked) return false;
     }
-    if (part[f] === ch.released) return false;
-    part[f] = ch.released;
+    if (part[field] === ch.released) return false;
+    part[field] = ch.released;
     return true;
   }
 
-  #patchItem(item: Json, oi: number | undefined): boolean {
-    if (!item || !Array.isArray(item.content)) return false;
+  #patchItem(item: Json, oi: number | undefined, path: string): boolean {
+    if (!item || typeof item !== 'object') return false;
+    if (item.type === 'function_call') return false; // judged when it was released
+    if (item.type !== 'message' && item.type !== 'reasoning') return this.#judgeWhole(item, path);
     let changed = false;
-    item.content.forEach((part: Json, ci: number) => (changed = this.#patchPart(part, oi, ci) || changed));
+    if (Array.isArray(item.content))
+      item.content.forEach(
+        (part: Json, i: number) => (changed = this.#patchPart(part, oi, i, false) || changed),
+      );
+    if (Array.isArray(item.summary))
+      item.summary.forEach(
+        (part: Json, i: number) => (changed = this.#patchPart(part, oi, i, true) || changed),
+      );
     return changed;
+  }
+
+  /** every string in an object we have no stream state for, as one non-streamed response */
+  #judgeWhole(obj: Json, path: string): boolean {
+    const c = new Collector();
+    const walk = (o: Json, p: string) => {
+      if (Array.isArray(o))
+        o.forEach((v, i) =>
+          typeof v === 'string'
+            ? c.text(`${p}[${i}]`, 'output', v, (t) => (o[i] = t))
+            : walk(v, `${p}[${i}]`),
+        );
+      else if (o && typeof o === 'object')
+        for (const [k, v] of Object.entries(o)) {
+          if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
+          if (typeof v === 'string') c.text(`${p}.${k}`, 'output', v, (t) => (o[k] = t));
+          else walk(v, `${p}.${k}`);
+        }
+    };
+    walk(obj, path);
+    if (!c.segments.length) return false;
+    const v = this.scanWhole(c.segments);
+    if (v.decision === 'block' || !v.redactions.size) return false;
+    c.apply(v.redactions);
+    return true;
   }
 
   #release(h: HeldItem): string {
@@ -620,10 +715,10 @@ export class ResponsesStreamGuard extends StreamGuard {
       if (ch.ended) continue;
       const s = ch.end();
       if (s.blocked) return out + this.#blockTail();
-      const [type, oi, ci] = k.split('/');
+      const [type, oi, idx] = k.split('/');
       if (s.release)
         out += this.#emit(
-          { type, output_index: Number(oi), content_index: Number(ci), delta: s.release },
+          { type, output_index: Number(oi), content_index: Number(idx), delta: s.release },
           undefined,
           true,
         );

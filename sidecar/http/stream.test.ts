@@ -219,6 +219,95 @@ describe('streamed tool calls', () => {
   });
 });
 
+describe('odd upstreams', () => {
+  const env = { id: 'chatcmpl-x', object: 'chat.completion.chunk', created: 1, model: 'm' };
+  const delta = (d: Record<string, unknown>, finish: string | null = null) => ({
+    ...env,
+    choices: [{ index: 0, delta: d, finish_reason: finish }],
+  });
+
+  it('text in a delta field we do not know (refusal) is scanned like content', async () => {
+    const raw = await chat({
+      events: [
+        delta({ role: 'assistant' }),
+        delta({ refusal: 'I will not say sk-live-' }),
+        delta({ refusal: SECRET.slice(8) }),
+        '[DONE]',
+      ],
+    });
+    expect(raw).not.toContain(SECRET.slice(8, 16));
+    expectBlockedEnding(raw, 'test.secret');
+  });
+
+  it('a legacy streamed function_call to a denied tool is never released', async () => {
+    const raw = await chat({
+      events: [
+        delta({ role: 'assistant', content: null, function_call: { name: 'shell_exec', arguments: '' } }),
+        delta({ function_call: { arguments: '{"cmd":"id"}' } }),
+        delta({}, 'function_call'),
+        '[DONE]',
+      ],
+    });
+    expect(raw).not.toContain('shell_exec');
+    expectBlockedEnding(raw, 'tools.denied');
+  });
+
+  it('data that is not JSON is not forwarded; [DONE] still ends the stream', async () => {
+    const raw = await chat({
+      events: [delta({ content: 'fine ' }), `not json ${SECRET}`, delta({}, 'stop'), '[DONE]'],
+    });
+    expect(raw).not.toContain(SECRET);
+    expect(chatText(parseSse(raw).filter((d) => d.startsWith('{') || d === '[DONE]'))).toBe('fine ');
+  });
+
+  it('a tool call that grows past the bound ends the stream instead of memory', async () => {
+    const big = 'x'.repeat(1 << 16);
+    const frags = Array.from({ length: 20 }, () =>
+      delta({ tool_calls: [{ index: 0, function: { arguments: big } }] }),
+    );
+    const raw = await chat({
+      events: [
+        delta({
+          tool_calls: [
+            { index: 0, id: 'c', type: 'function', function: { name: 'get_weather', arguments: '' } },
+          ],
+        }),
+        ...frags,
+        '[DONE]',
+      ],
+    });
+    expect(raw).not.toContain('get_weather');
+    expect(raw).toContain('event: error');
+    expect(raw).toContain('upstream_unavailable');
+  });
+
+  it('an unknown /v1/responses event carrying text is judged whole', async () => {
+    const raw = await stream(
+      '/v1/responses',
+      { input: 'x' },
+      {
+        events: [
+          {
+            event: 'response.created',
+            data: { type: 'response.created', sequence_number: 0, response: { id: 'resp_1', output: [] } },
+          },
+          {
+            event: 'response.custom_note.added',
+            data: {
+              type: 'response.custom_note.added',
+              sequence_number: 1,
+              output_index: 0,
+              note: `key ${SECRET}`,
+            },
+          },
+        ],
+      },
+    );
+    expect(raw).not.toContain(SECRET);
+    expect(raw).toContain('content_filter');
+  });
+});
+
 describe('/v1/responses typed events', () => {
   const types = (raw: string) =>
     parseSse(raw)
