@@ -71,6 +71,21 @@ function diagLevel(raw: string | undefined): DiagLogLevel {
   }
 }
 
+/**
+ * The SDK's error handler hands diag a whole error serialised as JSON (stack, metadata); keep its
+ * message, which says what failed ("14 UNAVAILABLE: … ECONNREFUSED 127.0.0.1:4317").
+ */
+function diagText(v: unknown): string {
+  const text = v instanceof Error ? v.message : String(v);
+  if (!text.startsWith('{')) return text;
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown };
+    return typeof parsed.message === 'string' ? parsed.message : text;
+  } catch {
+    return text;
+  }
+}
+
 /** HTTP status numbers as given; gRPC status names (OK, PERMISSION_DENIED) or numbers → numbers */
 function statusCode(protocol: 'grpc' | 'http', status: string | number): number | undefined {
   if (typeof status === 'number') return status;
@@ -141,13 +156,17 @@ export class SidecarTelemetry implements Telemetry {
     // after the NodeSDK constructor, which installs a console diag logger when OTEL_LOG_LEVEL is set:
     // SDK complaints (an unreachable collector) become JSON log lines like everything else
     const otelLog = this.#log.child({ component: 'opentelemetry' });
+    const line =
+      (level: 'error' | 'warn' | 'info' | 'debug' | 'trace') =>
+      (msg: string, ...args: unknown[]) =>
+        otelLog[level](args.length ? { args: args.map(diagText) } : {}, diagText(msg));
     diag.setLogger(
       {
-        error: (msg, ...args) => otelLog.error({ args: args.map(String) }, msg),
-        warn: (msg, ...args) => otelLog.warn({ args: args.map(String) }, msg),
-        info: (msg, ...args) => otelLog.info({ args: args.map(String) }, msg),
-        debug: (msg, ...args) => otelLog.debug({ args: args.map(String) }, msg),
-        verbose: (msg, ...args) => otelLog.trace({ args: args.map(String) }, msg),
+        error: line('error'),
+        warn: line('warn'),
+        info: line('info'),
+        debug: line('debug'),
+        verbose: line('trace'),
       },
       { logLevel: diagLevel(env.OTEL_LOG_LEVEL), suppressOverrideMessage: true },
     );

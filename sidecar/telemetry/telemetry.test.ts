@@ -300,6 +300,21 @@ describe('Telemetry', () => {
     expect(rx.spans).toHaveLength(0);
   });
 
+  it('reports an unreachable collector as short JSON log lines, and still shuts down', async () => {
+    // nothing listens on the discard port
+    const { t, logs } = start(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '10' },
+      'grpc',
+    );
+    blockedChat(t, {});
+    const errors = () => logs.lines().filter((l) => l.component === 'opentelemetry' && l.level === 'error');
+    for (let i = 0; i < 250 && errors().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await t.shutdown();
+    expect(errors().length).toBeGreaterThan(0);
+    expect(String(errors()[0].msg)).toMatch(/UNAVAILABLE/);
+    expect(String(errors()[0].msg)).not.toContain('"stack"');
+  });
+
   it('takes the service name and resource attributes from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES', async () => {
     const { t } = start(
       { OTEL_SERVICE_NAME: 'guard-prod', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod' },
