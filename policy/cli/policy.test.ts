@@ -1,5 +1,5 @@
 // `inferguard policy validate|test` through the real CLI process and the real engine.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -44,16 +44,22 @@ describe('inferguard policy validate', () => {
       'bad.yaml',
       `${head('bad')}  mode: enforcing\n  rules:\n    - { id: acme.x, pattern: 'a(?=b)', actions: block }\n`,
     );
+    // a directory merges its files: acme.b's override targets a rule of the other file
+    const dir = path.join(tmp, 'dir');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'a.yaml'), `${head('dir')}  rules: [{ id: acme.a, pattern: aaa }]\n`);
+    writeFileSync(path.join(dir, 'b.yml'), `${head('b')}  overrides: [{ rule: acme.a, action: monitor }]\n`);
     const r = await runCli([
       'policy',
       'validate',
       good,
+      dir,
       'policy/testdata/bad-re2.yaml',
       bad,
       'policy/testdata/packs/alpha.yaml',
     ]);
     expect(r.code).toBe(2);
-    expect(r.stdout).toBe(`${good}: ok\npolicy/testdata/packs/alpha.yaml: ok\n`);
+    expect(r.stdout).toBe(`${good}: ok\n${dir}: ok\npolicy/testdata/packs/alpha.yaml: ok\n`);
     expect(r.stderr.trimEnd().split('\n')).toEqual([
       'policy/testdata/bad-re2.yaml:7:16: rule "acme.lookahead" pattern: invalid perl operator: (?= (RE2)',
       'policy/testdata/bad-re2.yaml:9:16: rule "acme.backref" pattern: invalid escape sequence: \\1 (RE2)',
