@@ -433,11 +433,16 @@ describe('rendered with other settings', () => {
       image: { tag: 'dev' },
       sidecar: { image: { repository: 'reg/sc', tag: 'x1' } },
       imagePullSecrets: [{ name: 'regcred' }],
+      injector: { podAnnotations: { 'prometheus.io/scrape': 'true' }, podLabels: { team: 'platform' } },
     });
     validateAll(r);
     const pod = r.find('Deployment').spec.template.spec;
     expect(pod.containers[0].image).toBe('inferguard/injector:dev');
     expect(pod.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    const meta = injector(r).spec.template.metadata;
+    expect(meta.annotations).toEqual({ 'prometheus.io/scrape': 'true' });
+    expect(meta.labels.team).toBe('platform');
+    expect(render().find('Deployment').spec.template.metadata.annotations).toBeUndefined();
     expect(injectorEnv(r).INFERGUARD_SIDECAR_IMAGE).toBe('reg/sc:x1');
   });
 });
