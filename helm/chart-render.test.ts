@@ -288,7 +288,7 @@ describe('rendered with the default values (self-signed certificates)', () => {
     expect(r.notes).toContain('kubectl -n inferguard rollout status deploy/inferguard');
     expect(r.notes).toContain('inferguard.io/inject: "true"');
     expect(r.notes).toContain('inferguard.io/policy: inferguard-policy');
-    expect(r.notes).toContain('Tracing is off');
+    expect(r.notes).toContain('No tracing backend is set');
   });
 });
 
