@@ -278,6 +278,16 @@ describe('problems are collected, sorted and point at the key or value', () => {
     expect(validatePolicyText('- a\n- b\n', 'list.yaml').map(formatProblem)).toEqual([
       'list.yaml:1:1: document: must be a mapping, not a list',
     ]);
+    // Windows editors: a byte order mark and CRLF line ends do not shift positions
+    expect(
+      validatePolicyText(
+        '\uFEFFapiVersion: x\r\nkind: GuardPolicy\r\nmetadata: {name: a}\r\nspec: {mode: x}\r\n',
+        'w.yaml',
+      ).map(formatProblem),
+    ).toEqual([
+      'w.yaml:1:13: apiVersion: must be "inferguard.io/v1alpha1" (got "x")',
+      'w.yaml:4:14: spec.mode: must be one of enforce, monitor (got "x")',
+    ]);
     expect(validatePolicyText('# nothing\n', 'empty.yaml').map(formatProblem)).toEqual([
       'empty.yaml:1:1: no YAML document in file',
     ]);

@@ -305,7 +305,9 @@ function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
   problems.seen(source.file);
   const lc = new LineCounter();
   // merge: YAML merge keys (`<<: *defaults`), which Kubernetes users reach for to share settings
-  const docs = parseAllDocuments(source.text, {
+  // a byte order mark is invisible in editors: columns on line 1 must not count it
+  const text = source.text.startsWith('\uFEFF') ? source.text.slice(1) : source.text;
+  const docs = parseAllDocuments(text, {
     lineCounter: lc,
     prettyErrors: false,
     uniqueKeys: true,
