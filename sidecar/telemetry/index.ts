@@ -9,6 +9,7 @@
 //     (block, redact, monitor, or a fail-open fault); block spans have status ERROR. Always exported.
 // See export.ts for how unsampled guard spans still reach the collector.
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import {
   DiagLogLevel,
   ROOT_CONTEXT,
@@ -256,6 +257,7 @@ class GuardRequestTrace implements RequestTrace {
   #worst: Decision = 'allow';
   #firstBlock: Finding | undefined;
   #ended = false;
+  readonly #started = performance.now();
 
   constructor(t: SidecarTelemetry, span: Span, parent: Context, attrs: Attributes, info: RequestInfo) {
     this.#t = t;
@@ -408,6 +410,24 @@ class GuardRequestTrace implements RequestTrace {
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
     span.end();
+    // an access log for debugging (--log-level debug): one line per request, ids and routes only
+    const log = this.#t.log;
+    if (log.isLevelEnabled('debug')) {
+      log.debug(
+        {
+          event: 'request',
+          protocol: this.#info.protocol,
+          operation: this.#info.operation,
+          route: this.#info.rpcMethod ?? this.#info.urlPath,
+          model: this.#attrs[ATTR.model],
+          decision,
+          status: outcome.status,
+          duration_ms: Math.round((performance.now() - this.#started) * 1000) / 1000,
+          trace_id: this.traceId,
+        },
+        'request',
+      );
+    }
   }
 }
 

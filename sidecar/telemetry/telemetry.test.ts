@@ -42,12 +42,16 @@ function logCapture(): { lines: () => Record<string, unknown>[]; stream: Writabl
   };
 }
 
-function start(env: Record<string, string>, protocol: 'grpc' | 'http/protobuf' | 'http/json') {
+function start(
+  env: Record<string, string>,
+  protocol: 'grpc' | 'http/protobuf' | 'http/json',
+  level: 'info' | 'debug' = 'info',
+) {
   vi.stubEnv('OTEL_EXPORTER_OTLP_PROTOCOL', protocol);
   vi.stubEnv('OTEL_EXPORTER_OTLP_ENDPOINT', protocol === 'grpc' ? `http://${rx.grpcAddress}` : rx.httpUrl);
   for (const [k, v] of Object.entries(env)) vi.stubEnv(k, v);
   const logs = logCapture();
-  const log = createLogger({ level: 'info', destination: logs.stream });
+  const log = createLogger({ level, destination: logs.stream });
   const t: SidecarTelemetry = startTelemetry({
     log,
     pod: { name: 'vllm-0', namespace: 'ml' },
@@ -289,6 +293,25 @@ describe('Telemetry', () => {
       fail_open: true,
     });
     expect(await t.metrics.text()).toContain('inferguard_fail_open_total{protocol="http"} 1');
+  });
+
+  it('at debug level writes one access line per request, without text', async () => {
+    const { t, logs } = start({ OTEL_TRACES_EXPORTER: 'none' }, 'http/protobuf', 'debug');
+    const { rt } = allowedChat(t, {});
+    blockedChat(t, {});
+    await t.shutdown();
+    const requests = logs.lines().filter((l) => l.event === 'request');
+    expect(requests).toHaveLength(2);
+    expect(requests[0]).toMatchObject({
+      level: 'debug',
+      protocol: 'http',
+      route: '/v1/chat/completions',
+      decision: 'allow',
+      status: 200,
+      trace_id: rt.traceId,
+    });
+    expect(requests[1]).toMatchObject({ decision: 'block', status: 403, model: 'llama-3-8b' });
+    expect(typeof requests[0].duration_ms).toBe('number');
   });
 
   it('with OTEL_TRACES_EXPORTER=none still issues real trace ids and exports nothing', async () => {
