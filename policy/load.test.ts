@@ -157,6 +157,16 @@ describe('a valid policy', () => {
     expect(r.tests).toEqual([]);
   });
 
+  it('accepts patterns that are pathological for backtracking engines: RE2 runs them in linear time', () => {
+    const text = policy(
+      "  rules:\n    - { id: acme.nested, pattern: '(a+)+$' }\n    - { id: acme.star, pattern: '(.*a){12}' }\n",
+    );
+    expect(resolved(resolveSources([{ file: 'redos.yaml', text }], opts)).rules.map((x) => x.id)).toEqual([
+      'acme.nested',
+      'acme.star',
+    ]);
+  });
+
   it('understands YAML anchors and merge keys', () => {
     const text = policy(
       "  rules:\n    - &base { id: acme.a, pattern: 'aaa', directions: [input, output], action: redact }\n    - { <<: *base, id: acme.b, pattern: 'bbb' }\n",
