@@ -20,7 +20,10 @@ function docRows(): DocRow[] {
   const md = readFileSync(path.join(ROOT, 'docs', 'errors.md'), 'utf8');
   const rows: DocRow[] = [];
   for (const line of md.split('\n')) {
-    const m = /^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*([A-Z_]+)\s*\|\s*`([^`]+)`\s*\|\s*`([^`]+)`\s*\|$/.exec(line.trim());
+    const m =
+      /^\|\s*`([a-z_]+)`\s*\|\s*(\d{3})\s*\|\s*([A-Z_]+)\s*\|\s*`([^`]+)`\s*\|\s*`([^`]+)`\s*\|$/.exec(
+        line.trim(),
+      );
     if (m) rows.push({ code: m[1], http: Number(m[2]), grpc: m[3], type: m[4], message: m[5] });
   }
   return rows;
