@@ -1,6 +1,7 @@
 // `inferguard injector` as a real process: certificates from a directory, or self-signed against a
 // fake API server (ready only once the caBundle patch went through).
 import type { ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,6 +59,10 @@ describe('inferguard injector', () => {
     const r = await httpsRequest(port, certs.ca, { method: 'POST', path: '/mutate', body: podReview(pod) });
     const ops = JSON.parse(Buffer.from(JSON.parse(r.body).response.patch, 'base64').toString());
     expect(JSON.stringify(ops)).toContain('example/ig:1');
+    const metrics = (await httpsRequest(port, certs.ca, { path: '/metrics' })).body;
+    const expiry = new Date(new X509Certificate(certs.cert).validTo).getTime() / 1000;
+    expect(metrics).toContain(`inferguard_injector_certificate_expiry_timestamp_seconds ${expiry}`);
+    expect(metrics).toContain('inferguard_injector_ready 1');
   });
 
   it('--self-signed: stores the certificate in a Secret, patches caBundle, and is ready only after the patch', async () => {

@@ -1,5 +1,6 @@
 // `inferguard injector`: the admission webhook server (POST /mutate, POST /validate-policy,
 // /healthz, /readyz, /metrics). Certificates come from --cert-dir (cert-manager) or --self-signed.
+import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -139,7 +140,7 @@ export async function run(args: string[]): Promise<number> {
     onReview: (e) =>
       e.result === 'denied' || e.result === 'error' ? log.warn(e, 'admission') : log.debug(e, 'admission'),
   });
-  if ('notAfter' in tls) webhook.metrics.certExpiry.set(tls.notAfter.getTime() / 1000);
+  webhook.metrics.certExpiry.set(new Date(new X509Certificate(tls.cert).validTo).getTime() / 1000);
   await new Promise<void>((resolve, reject) => {
     webhook.server.once('error', reject);
     webhook.server.listen(listen.port, listen.host, () => resolve());
