@@ -133,8 +133,19 @@ for (const file of ['Dockerfile.sidecar', 'Dockerfile.injector']) {
       expect(build.steps.some((s) => s.op === 'RUN' && s.args === 'npm run build')).toBe(true);
       const pkg = JSON.parse(read('package.json'));
       expect(pkg.bin.inferguard).toBe('dist/cli.js');
+      // the injector starts the sidecar and init containers with command [inferguard]: it must be on PATH
+      expect(read('injector/mutate.ts')).toContain("command: ['inferguard']");
       const entry = final.steps.find((s) => s.op === 'ENTRYPOINT')!;
-      expect(JSON.parse(entry.args)).toEqual(['node', '/app/dist/cli.js']);
+      expect(JSON.parse(entry.args)).toEqual(['inferguard']);
+      expect(
+        final.steps.some(
+          (s) =>
+            s.op === 'RUN' &&
+            s.args.includes('chmod 0755 /app/dist/cli.js') &&
+            s.args.includes('ln -s /app/dist/cli.js /usr/local/bin/inferguard'),
+        ),
+      ).toBe(true);
+      expect(read('cli.ts').startsWith('#!/usr/bin/env node\n')).toBe(true);
     });
   });
 }
