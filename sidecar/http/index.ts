@@ -126,7 +126,9 @@ export async function createHttpListener(
       else res.destroy();
     });
   });
+  // idle client connections live longer than a typical load balancer's, so it closes them first
   server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.on('connection', (s) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
