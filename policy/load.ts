@@ -1167,9 +1167,27 @@ function emptyResolved(name: string): ResolvedPolicy {
   };
 }
 
-function compileOrThrow(r: LoadResult): CompiledPolicy {
+/**
+ * Stage compile. load.ts has compiled every pattern on its own, so this only fails when RE2 refuses a
+ * whole set (memory): still reported as a problem of the policy, never as a stray exception.
+ */
+export function compileResolved(
+  resolved: ResolvedPolicy,
+  file: string,
+): { policy?: CompiledPolicy; problems: PolicyProblem[] } {
+  try {
+    return { policy: compilePolicy(resolved), problems: [] };
+  } catch (err) {
+    const message = `compile: ${(err as Error).message}`;
+    return { problems: [{ file, line: 1, col: 1, code: 'compile' satisfies ProblemCode, message }] };
+  }
+}
+
+function compileOrThrow(r: LoadResult, file: string): CompiledPolicy {
   if (!r.resolved) throw new PolicyLoadError(r.problems);
-  return compilePolicy(r.resolved); // compile
+  const { policy, problems } = compileResolved(r.resolved, file);
+  if (!policy) throw new PolicyLoadError(problems);
+  return policy;
 }
 
 /** Reads a file or a directory (its *.yaml/*.yml files in name order, no dotfiles, not recursive). */
@@ -1238,11 +1256,11 @@ export async function resolvePaths(paths: string | string[], opts: LoadOptions =
 /** file or directory (merged), or several; undefined = the built-in default policy */
 export async function loadPolicy(paths?: string | string[], opts: LoadOptions = {}): Promise<CompiledPolicy> {
   if (paths === undefined || (Array.isArray(paths) && !paths.length)) return defaultPolicy();
-  return compileOrThrow(await resolvePaths(paths, opts));
+  return compileOrThrow(await resolvePaths(paths, opts), Array.isArray(paths) ? paths[0] : paths);
 }
 
 export function loadPolicyText(text: string, file: string, opts: LoadOptions = {}): CompiledPolicy {
-  return compileOrThrow(resolveSources([{ file, text }], opts));
+  return compileOrThrow(resolveSources([{ file, text }], opts), file);
 }
 
 /** every problem of a policy text (empty when valid): the injector's ConfigMap webhook uses this */
@@ -1269,7 +1287,7 @@ export function defaultPolicy(): CompiledPolicy {
         },
       ]);
     }
-    builtinDefault = compileOrThrow(resolveSources(readSourcesSync(file)));
+    builtinDefault = compileOrThrow(resolveSources(readSourcesSync(file)), file);
   }
   return builtinDefault;
 }

@@ -3,9 +3,9 @@
 // Each FILE is a policy file or a directory of policy files (merged, docs/policy.md) or a single
 // RulePack file (policy/packs/<name>.yaml), so pack authors get the same checks and test runner.
 // Exit codes: 0 all good, 1 a test case failed, 2 usage error or a policy that does not load.
-import { compilePolicy, type CompiledPolicy } from '../compile.js';
+import type { CompiledPolicy } from '../compile.js';
 import { formatProblem, scanText } from '../index.js';
-import { resolvePaths, type ProblemCode } from '../load.js';
+import { compileResolved, resolvePaths } from '../load.js';
 import type { Decision, PolicyProblem, PolicyTestCase } from '../types.js';
 
 const USAGE = `usage: inferguard policy validate FILE…
@@ -36,23 +36,7 @@ export async function run(args: string[]): Promise<number> {
 /** Loads one FILE (or directory) all the way to a compiled policy, or its problems. */
 async function load(file: string): Promise<{ policy?: CompiledPolicy; problems: PolicyProblem[] }> {
   const r = await resolvePaths(file, { allowPacks: true });
-  if (!r.resolved) return { problems: r.problems };
-  try {
-    return { policy: compilePolicy(r.resolved), problems: [] };
-  } catch (err) {
-    // load.ts has compiled every pattern on its own; a set RE2 still refuses lands here
-    return {
-      problems: [
-        {
-          file,
-          line: 1,
-          col: 1,
-          code: 'compile' satisfies ProblemCode,
-          message: `compile: ${(err as Error).message}`,
-        },
-      ],
-    };
-  }
+  return r.resolved ? compileResolved(r.resolved, file) : { problems: r.problems };
 }
 
 async function validate(files: string[]): Promise<number> {
