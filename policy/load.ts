@@ -304,14 +304,13 @@ function editDistance(a: string, b: string): number {
 function parseSource(source: PolicySource, problems: Problems): SourceDoc[] {
   problems.seen(source.file);
   const lc = new LineCounter();
-  // merge: YAML merge keys (`<<: *defaults`), which Kubernetes users reach for to share settings
   // a byte order mark is invisible in editors: columns on line 1 must not count it
   const text = source.text.startsWith('\uFEFF') ? source.text.slice(1) : source.text;
   const docs = parseAllDocuments(text, {
     lineCounter: lc,
     prettyErrors: false,
     uniqueKeys: true,
-    merge: true,
+    merge: true, // YAML merge keys (`<<: *defaults`), which Kubernetes users reach for to share settings
   });
   if (!Array.isArray(docs)) {
     // an empty stream (only comments or nothing at all)
