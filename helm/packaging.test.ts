@@ -4,70 +4,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Namespace, Service } from 'kubernetes-models/v1';
+import { dockerignore, parseDockerfile, read, ROOT } from './dockerfile.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const read = (p: string) => readFileSync(path.join(ROOT, p), 'utf8');
-
-interface Instruction {
-  op: string;
-  args: string;
-}
-interface Stage {
-  from: string;
-  name?: string;
-  steps: Instruction[];
-}
-
-/** Dockerfile → stages of instructions (comments dropped, `\` continuations joined) */
-function parseDockerfile(src: string): { args: Record<string, string>; stages: Stage[] } {
-  const lines = src
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-  const args: Record<string, string> = {};
-  const stages: Stage[] = [];
-  for (const line of lines) {
-    const [, op, rest] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
-    if (!op) throw new Error(`unparsable line: ${line}`);
-    const upper = op.toUpperCase();
-    if (upper === 'ARG' && stages.length === 0) {
-      const [k, v] = rest.split('=');
-      args[k] = v ?? '';
-    } else if (upper === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest)!;
-      stages.push({
-        from: m[1].replace(/^\$\{(\w+)\}$/, (_, k: string) => args[k] ?? `\${${k}}`),
-        name: m[2],
-        steps: [],
-      });
-    } else {
-      stages.at(-1)!.steps.push({ op: upper, args: rest });
-    }
-  }
-  return { args, stages };
-}
-
-/** .dockerignore as regexes (the subset of the syntax we use: `**`, `*`, plain paths) */
-function dockerignore(): RegExp[] {
-  return read('.dockerignore')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((p) => {
-      const re = p
-        .replace(/[.+?^${}()|[\]]/g, '\\$&')
-        .replace(/\*\*\//g, '(?:.*/)?')
-        .replace(/\*/g, '[^/]*');
-      return new RegExp(`^${re}(?:/.*)?$`);
-    });
-}
-const ignored = (p: string) => dockerignore().some((re) => re.test(p));
+const ignored = dockerignore();
 
 for (const file of ['Dockerfile.sidecar', 'Dockerfile.injector']) {
   describe(file, () => {
