@@ -191,6 +191,35 @@ describe('mutate', () => {
     expect(mutate(again, S).reason).toBe('already_injected');
   });
 
+  it('a copied status annotation does not stand in for the sidecar', () => {
+    const once = mutate(pod({ 'inferguard.io/policy': 'acme' }), S).object as any;
+    const forged = structuredClone(once);
+    delete forged.spec.initContainers; // status kept, guard removed
+    const r = mutate(forged, S);
+    expect(r.outcome).toBe('injected');
+    expect(r.object).toEqual(once);
+    const weakened = structuredClone(once);
+    weakened.spec.initContainers[1].args.push('--mode', 'monitor');
+    expect(mutate(weakened, S).object).toEqual(once);
+    const unmounted = structuredClone(once);
+    unmounted.spec.volumes[0].configMap.name = 'other';
+    expect(mutate(unmounted, S).object).toEqual(once);
+  });
+
+  it('stays a no-op after the API server re-serialises and defaults the pod', () => {
+    const once = mutate(pod({ 'inferguard.io/policy': 'acme' }), S).object as any;
+    const stored = structuredClone(once);
+    const sidecar = stored.spec.initContainers[1];
+    // Go field order, defaulted fields
+    sidecar.securityContext = Object.fromEntries(Object.entries(sidecar.securityContext).reverse());
+    sidecar.terminationMessagePath = '/dev/termination-log';
+    sidecar.readinessProbe.httpGet.scheme = 'HTTP';
+    stored.spec.volumes.find((v: any) => v.name === 'inferguard-policy').configMap.defaultMode = 420;
+    const r = mutate(stored, S);
+    expect(r.reason).toBe('already_injected');
+    expect(r.object).toBe(stored);
+  });
+
   it('another webhook changing our container later is left alone (reinvocation does not fight)', () => {
     const once = mutate(pod({}), S).object as any;
     once.spec.initContainers[1].env.push({ name: 'VAULT_ADDR', value: 'https://vault' });

@@ -275,12 +275,16 @@ function mutateOne(input: unknown, settings: InjectorSettings, ctx: MutateContex
 
   const opts = resolveOptions(annotations, settings);
   const previous = parseStatus(annotations[ANNOTATION.status]);
+  const before = previous ? structuredClone(tpl.spec) : undefined;
   strip(tpl, previous);
 
   const plan = planInjection(tpl, opts);
   const rendered = render(plan, opts, settings);
   const hash = hashOf({ version: STATUS_VERSION, plan, rendered });
-  if (previous?.hash === hash) return skipped(input, 'already_injected');
+  // A matching status alone proves nothing (anyone can copy the annotation): the guard must still be
+  // there, unaltered where it matters. Fields other webhooks add (env, mounts) are not compared.
+  if (previous?.hash === hash && before && intact(before, rendered))
+    return skipped(input, 'already_injected');
 
   apply(tpl, plan, rendered, hash);
   const warnings =
@@ -751,6 +755,47 @@ function render(plan: Plan, opts: Options, settings: InjectorSettings): Rendered
     volumes.push({ name: XTABLES_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
   }
   return { sidecar, init, volumes };
+}
+
+/** JSON with sorted keys: the API server re-serialises objects in Go field order */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (isObj(v)) {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** are our containers and volumes in `spec` as we would render them (the parts that decide safety)? */
+function intact(spec: Obj, rendered: Rendered): boolean {
+  const find = (list: unknown, name: string): Obj | undefined =>
+    (Array.isArray(list) ? list : []).find((c: unknown) => isObj(c) && c.name === name);
+  const essentials = (c: Obj | undefined) =>
+    c &&
+    canonical([
+      c.image,
+      c.command,
+      c.args,
+      c.securityContext ?? null,
+      c.restartPolicy ?? null,
+      c.ports ?? null,
+    ]);
+  const native = rendered.sidecar.restartPolicy === 'Always';
+  if (
+    essentials(find(native ? spec.initContainers : spec.containers, SIDECAR_NAME)) !==
+    essentials(rendered.sidecar)
+  )
+    return false;
+  if (rendered.init && essentials(find(spec.initContainers, INIT_NAME)) !== essentials(rendered.init))
+    return false;
+  // volumes by name (and ConfigMap name): the API server defaults fields such as configMap.defaultMode
+  return rendered.volumes.every((v) => {
+    const found = find(spec.volumes, v.name);
+    return found !== undefined && (!v.configMap || found.configMap?.name === v.configMap.name);
+  });
 }
 
 function hashOf(value: unknown): string {
