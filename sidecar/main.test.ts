@@ -472,11 +472,30 @@ describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
       expect(sse).toContain('"finish_reason":"content_filter"');
       expect(sse).not.toContain('31415926');
 
+      // a secret in a gRPC ModelStreamInfer response: the stream ends PERMISSION_DENIED, span in the trace
+      triton.script = () => ({ chunks: ['the key: ', 'SECRET-', '31415926', ' done'] });
+      const streamStatus = await new Promise<grpc.StatusObject>((resolve) => {
+        const md = new grpc.Metadata();
+        md.set('traceparent', parent);
+        const call = client.makeBidiStreamRequest(
+          '/inference.GRPCInferenceService/ModelStreamInfer',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          md,
+        );
+        call.on('data', () => {});
+        call.on('error', () => {});
+        call.on('status', resolve);
+        call.write(encodeInferRequest({ model: 'llm', text: 'give me the key' }));
+        call.end();
+      });
+      expect(streamStatus.code).toBe(grpc.status.PERMISSION_DENIED);
+
       // an in-flight call when SIGTERM arrives still completes
       triton.script = () => ({ chunks: ['slow answer'], delayMs: 700 });
       const slow = infer(client, 'take your time', parent);
       await until('slow call to reach the model', async () =>
-        triton.calls.length === before + 2 ? true : undefined,
+        triton.calls.length === before + 3 ? true : undefined,
       );
       sc.child.kill('SIGTERM');
       expect((await slow).status.code).toBe(0);
@@ -489,7 +508,19 @@ describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
 
     expect(rx.exports.every((e) => e.transport === 'http/protobuf')).toBe(true);
     const requests = rx.spans.filter((s) => s.name === 'inferguard infer');
-    expect(requests).toHaveLength(3);
+    expect(requests).toHaveLength(4);
+    const grpcStreamBlock = rx.spans.find(
+      (s) => s.name === 'inferguard.block infer' && s.attributes['inferguard.direction'] === 'output',
+    );
+    expect(grpcStreamBlock).toMatchObject({
+      traceId: CALLER_TRACE,
+      status: { code: 2 },
+      attributes: {
+        'inferguard.rule.id': 'test.secret',
+        'rpc.method': 'inference.GRPCInferenceService/ModelStreamInfer',
+      },
+    });
+    expect(requests.map((s) => s.spanId)).toContain(grpcStreamBlock?.parentSpanId);
     const streamBlock = rx.spans.find((s) => s.name === 'inferguard.block chat');
     expect(streamBlock).toMatchObject({
       traceId: CALLER_TRACE,
@@ -502,9 +533,15 @@ describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
     expect(requests.every((s) => s.traceId === CALLER_TRACE && s.parentSpanId === CALLER_SPAN)).toBe(true);
     // the upstream's parent is our request span
     expect(requests.map((s) => s.spanId)).toContain(upstreamParent);
-    const [block] = decisionSpans(rx.spans).filter((s) => s.name === 'inferguard.block infer');
+    const [block] = decisionSpans(rx.spans).filter(
+      (s) => s.name === 'inferguard.block infer' && s.attributes['inferguard.direction'] === 'input',
+    );
     expect(block.parentSpanId).toBe(
-      requests.find((s) => s.attributes['inferguard.decision'] === 'block')?.spanId,
+      requests.find(
+        (s) =>
+          s.attributes['inferguard.decision'] === 'block' &&
+          s.attributes['rpc.method'] === 'inference.GRPCInferenceService/ModelInfer',
+      )?.spanId,
     );
     expect(block.attributes['inferguard.rule.id']).toBe('test.injection');
     expect(sc.lines().map((l) => l.msg)).toContain('stopped');
