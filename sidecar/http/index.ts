@@ -233,7 +233,7 @@ export async function createHttpListener(
     });
     trace.upstream((performance.now() - t0) / 1000);
     res.writeHead(up.statusCode, responseHeaders(up.headers));
-    for await (const chunk of up.body) if (!res.write(chunk)) await once(res, 'drain');
+    for await (const chunk of up.body) await writeOut(res, chunk);
     res.end();
     return up.statusCode;
   }
@@ -293,17 +293,15 @@ export async function createHttpListener(
       decision = verdict.decision;
       if (verdict.decision !== 'allow')
         trace.decision({ direction: 'input', decision, findings: verdict.findings });
-      if (verdict.limitExceeded) {
+      // over a limit is 413 when it blocks (monitor mode records it and goes on)
+      if (verdict.limitExceeded && verdict.decision === 'block') {
         const limit = verdict.limitExceeded;
-        const f = verdict.findings.find((x) => x.action === 'block');
-        if (!f || verdict.decision === 'block') {
-          sendError(
-            res,
-            new GuardError('request_too_large', { limit: `limits.${limit}`, max: policy.limits[limit] }),
-            trace.traceId,
-          );
-          return { decision: 'block', status: 413 };
-        }
+        sendError(
+          res,
+          new GuardError('request_too_large', { limit: `limits.${limit}`, max: policy.limits[limit] }),
+          trace.traceId,
+        );
+        return { decision: 'block', status: 413 };
       }
       if (verdict.decision === 'block') {
         const f = verdict.findings.find((x) => x.action === 'block') ?? verdict.findings[0];
@@ -365,7 +363,7 @@ export async function createHttpListener(
     if (!ok || !decode) {
       // errors and embeddings vectors carry no model text: passed on as they are
       res.writeHead(up.statusCode, rh);
-      for await (const chunk of up.body) if (!res.write(chunk)) await once(res, 'drain');
+      for await (const chunk of up.body) await writeOut(res, chunk);
       res.end();
       return { decision, status: up.statusCode };
     }
@@ -466,12 +464,12 @@ export async function createHttpListener(
     let scanSeconds = 0;
     let passthroughRest = false;
     const write = async (s: string) => {
-      if (s && !res.write(s)) await once(res, 'drain');
+      if (s) await writeOut(res, s);
     };
     try {
       for await (const chunk of up.body) {
         if (passthroughRest) {
-          if (!res.write(chunk)) await once(res, 'drain');
+          await writeOut(res, chunk);
           continue;
         }
         let out = '';
@@ -604,6 +602,17 @@ export async function createHttpListener(
       await pool.destroy();
     },
   };
+}
+
+/** write with backpressure; a client that went away ends the wait instead of leaving it pending */
+async function writeOut(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+  if (res.destroyed) throw new Error('client closed');
+  if (res.write(chunk)) return;
+  const ac = new AbortController();
+  await Promise.race([
+    once(res, 'drain', { signal: ac.signal }),
+    once(res, 'close', { signal: ac.signal }),
+  ]).finally(() => ac.abort());
 }
 
 function rethrowUpstream(e: unknown): never {
