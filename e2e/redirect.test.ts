@@ -96,7 +96,15 @@ beforeAll(async () => {
     throw new Error('iptables is not installed: apt-get install iptables (the CI script does)');
   }
   link = await createLink();
+  try {
+    await startPod();
+  } catch (err) {
+    await link.cleanup(); // afterAll may not run when beforeAll fails: never leave namespaces behind
+    throw err;
+  }
+});
 
+async function startPod(): Promise<void> {
   const model = link.pod.spawn([process.execPath, '-e', MODEL]);
   model.stdout!.on('data', (d: Buffer) => (modelLog += d.toString()));
   await until(async () => (modelLog.includes('listening') ? true : undefined), 'the model stub');
@@ -118,7 +126,7 @@ beforeAll(async () => {
   ).catch((err) => {
     throw new Error(`${(err as Error).message}\n${sidecarLog}`);
   });
-});
+}
 
 afterAll(async () => {
   await link?.cleanup();
