@@ -148,6 +148,7 @@ function contenders(p: CompiledPolicy) {
     setBuffer: (buf: Buffer) => {
       for (const { set, ruleIndex } of group.sets) {
         for (const h of set.match(buf)) {
+          if (ruleIndex[h] < 0) continue; // encoding marker, not a rule
           const re = group.rules[ruleIndex[h]].re;
           re.lastIndex = 0;
           while (re.exec(buf) !== null);

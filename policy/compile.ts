@@ -109,6 +109,11 @@ export interface Engine {
 const SET_MAX_MEM = 64 << 20;
 /** Hold-back reserved for URLs when the URL scanner is on (longest URL we inspect). */
 export const URL_MAX_LENGTH = 2048;
+/** set entries that are not rules: a possible base64/hex run, a possible %-encoded run */
+export const MARK_BASE64 = -1;
+export const MARK_PERCENT = -2;
+const ENCODED_BASE64_HINT = '[A-Za-z0-9+/_-]{16}';
+const ENCODED_PERCENT_HINT = '%[0-9A-Fa-f]{2}[^\\s%]*%[0-9A-Fa-f]{2}';
 
 function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
   return {
@@ -159,6 +164,10 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
     if (f === null) always.push(i);
     else entries.push([i, f]);
   });
+  // two markers ride along in the set so a scan learns for free whether any text could be encoded
+  if (entries.length > 0 || always.length > 0) {
+    entries.push([MARK_BASE64, ENCODED_BASE64_HINT], [MARK_PERCENT, ENCODED_PERCENT_HINT]);
+  }
   const sets = buildSets(entries);
   let longest = extraHoldback;
   for (const r of rules) longest = Math.max(longest, r.maxLength);

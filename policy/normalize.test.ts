@@ -8,7 +8,7 @@ describe('normalize', () => {
   it('leaves plain ASCII untouched without building an offset map', () => {
     const n = normalize('Ignore the noise, please.');
     expect(n.text).toBe('Ignore the noise, please.');
-    expect(n.starts).toBeNull();
+    expect(n.map).toBeNull();
   });
 
   it('removes zero-width, bidi and soft-hyphen characters and maps offsets back', () => {

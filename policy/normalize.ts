@@ -19,14 +19,28 @@ import { confusablesMap } from 'confusables';
 export interface NormalizedText {
   /** the normalized text that rules run on */
   readonly text: string;
-  /** original start per normalized unit; null = identity (text unchanged) */
-  readonly starts: Int32Array | null;
-  /** original end (exclusive) per normalized unit; null = identity */
-  readonly ends: Int32Array | null;
+  /** normalized → original offsets; null = identity (text unchanged) */
+  readonly map: OffsetMap | null;
   /** length of the original text */
   readonly originalLength: number;
   /** ASCII spelled with Unicode tag characters, with its span in the original text */
   readonly hidden: readonly HiddenText[];
+}
+
+/**
+ * Piecewise map from normalized to original offsets: one segment per unchanged run (offsets shift by a
+ * constant) and one per changed code point (all its output units map to its whole original span). Size
+ * grows with the number of changes, not the text length.
+ */
+export interface OffsetMap {
+  readonly count: number;
+  /** normalized start of each segment (ascending) */
+  readonly norm: Int32Array;
+  /** original start and end of each segment */
+  readonly orig: Int32Array;
+  readonly origEnd: Int32Array;
+  /** 1 = unchanged run (one-to-one), 0 = changed code point (many-to-span) */
+  readonly same: Uint8Array;
 }
 
 export interface HiddenText {
@@ -37,21 +51,47 @@ export interface HiddenText {
 
 // Cheap test for the fast path: printable ASCII and single spaces only.
 const NEEDS_WORK = /[^\x21-\x7e ]| {2}/;
+// the next character that is not unchanged printable ASCII: anything else, or the second of two spaces
+const NEXT_CHANGE = /[^\x20-\x7e]| {2}/g;
+const ASCII_CONTROL_SPACE = /[\t\n\v\f\r]/;
+const ASCII_CONTROL_SPACE_G = /[\t\n\v\f\r]/g;
+
+function segmentOf(m: OffsetMap, pos: number): number {
+  let lo = 0;
+  let hi = m.count - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (m.norm[mid] <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function startOf(m: OffsetMap, pos: number): number {
+  const k = segmentOf(m, pos);
+  return m.same[k] === 1 ? m.orig[k] + (pos - m.norm[k]) : m.orig[k];
+}
+
+function endOf(m: OffsetMap, pos: number): number {
+  const k = segmentOf(m, pos);
+  return m.same[k] === 1 ? m.orig[k] + (pos - m.norm[k]) + 1 : m.origEnd[k];
+}
 
 /** Map a normalized span [start, end) back to the original text's [start, end). */
 export function toOriginal(n: NormalizedText, start: number, end: number): [number, number] {
-  if (n.starts === null || n.ends === null) return [start, end];
+  const m = n.map;
+  if (m === null) return [start, end];
   const len = n.text.length;
   if (len === 0) return [0, 0];
-  const s = start < len ? n.starts[start] : n.originalLength;
-  const e = end > start ? n.ends[Math.min(end, len) - 1] : s;
+  const s = start < len ? startOf(m, start) : n.originalLength;
+  const e = end > start ? endOf(m, Math.min(end, len) - 1) : s;
   return [s, e];
 }
 
 /** Original offset where normalized position `pos` begins (pos may equal the normalized length). */
 export function originalAt(n: NormalizedText, pos: number): number {
-  if (n.starts === null) return pos;
-  return pos < n.text.length ? n.starts[pos] : n.originalLength;
+  if (n.map === null) return pos;
+  return pos < n.text.length ? startOf(n.map, pos) : n.originalLength;
 }
 
 // Folding of one code point: NFKC then confusables. Cached (bounded: at most FOLD_CACHE_MAX distinct
@@ -134,68 +174,77 @@ function isSpace(c: number): boolean {
 
 const NO_HIDDEN: readonly HiddenText[] = Object.freeze([]);
 
-export function normalize(text: string): NormalizedText {
+class MapBuilder {
+  count = 0;
+  norm = new Int32Array(64);
+  orig = new Int32Array(64);
+  origEnd = new Int32Array(64);
+  same = new Uint8Array(64);
+
+  push(norm: number, orig: number, origEnd: number, same: 0 | 1): void {
+    if (this.count === this.norm.length) {
+      const cap = this.count * 2;
+      const grow = <T extends Int32Array | Uint8Array>(a: T, b: T): T => (b.set(a), b);
+      this.norm = grow(this.norm, new Int32Array(cap));
+      this.orig = grow(this.orig, new Int32Array(cap));
+      this.origEnd = grow(this.origEnd, new Int32Array(cap));
+      this.same = grow(this.same, new Uint8Array(cap));
+    }
+    const k = this.count++;
+    this.norm[k] = norm;
+    this.orig[k] = orig;
+    this.origEnd[k] = origEnd;
+    this.same[k] = same;
+  }
+
+  done(): OffsetMap {
+    return { count: this.count, norm: this.norm, orig: this.orig, origEnd: this.origEnd, same: this.same };
+  }
+}
+
+export function normalize(original: string): NormalizedText {
+  // ASCII control whitespace becomes a space first: same length, so offsets stay one-to-one
+  const text = ASCII_CONTROL_SPACE.test(original) ? original.replace(ASCII_CONTROL_SPACE_G, ' ') : original;
   if (!NEEDS_WORK.test(text)) {
-    return { text, starts: null, ends: null, originalLength: text.length, hidden: NO_HIDDEN };
+    return { text, map: null, originalLength: text.length, hidden: NO_HIDDEN };
   }
   const len = text.length;
-  let cap = len + 16;
-  let starts = new Int32Array(cap);
-  let ends = new Int32Array(cap);
+  const map = new MapBuilder();
   const parts: string[] = [];
   let n = 0; // normalized length so far
-  let lastSpace = true; // collapse leading whitespace with nothing before it? no: keep one, see below
-  lastSpace = false;
+  let lastSpace = false;
   let hidden: HiddenText[] | null = null;
   let tagStart = -1;
+  let tagEnd = 0;
   let tagText = '';
-  // unchanged ASCII is copied as slices: [runStart, i) pending
+  // unchanged text is copied as slices: [runStart, i) pending
   let runStart = 0;
 
-  const grow = (need: number) => {
-    if (need <= cap) return;
-    while (cap < need) cap *= 2;
-    const s2 = new Int32Array(cap);
-    s2.set(starts.subarray(0, n));
-    starts = s2;
-    const e2 = new Int32Array(cap);
-    e2.set(ends.subarray(0, n));
-    ends = e2;
-  };
   const flushRun = (to: number) => {
     if (to > runStart) {
-      parts.push(text.slice(runStart, to));
-      grow(n + (to - runStart));
-      for (let k = runStart; k < to; k++) {
-        starts[n] = k;
-        ends[n] = k + 1;
-        n++;
-      }
+      parts.push(to - runStart === len ? text : text.slice(runStart, to));
+      map.push(n, runStart, to, 1);
+      n += to - runStart;
     }
   };
   const endTag = () => {
-    if (tagStart >= 0) {
-      if (tagText.length > 0) (hidden ??= []).push({ start: tagStart, end: tagEnd, text: tagText });
-      tagStart = -1;
-      tagText = '';
-    }
+    if (tagText.length > 0) (hidden ??= []).push({ start: tagStart, end: tagEnd, text: tagText });
+    tagStart = -1;
+    tagText = '';
   };
-  let tagEnd = 0;
 
   let i = 0;
   while (i < len) {
     const c = text.charCodeAt(i);
-    // fast branch: printable ASCII other than a space that follows a space
-    if (c > 0x20 && c < 0x7f) {
+    // fast branch: a run of printable ASCII and single spaces, found with one regex scan
+    if (c >= 0x20 && c < 0x7f && !(c === 0x20 && lastSpace)) {
+      NEXT_CHANGE.lastIndex = i;
+      const m = NEXT_CHANGE.exec(text);
+      // for a double space the first one is still unchanged, the second is not
+      const j = m === null ? len : m[0].length === 2 ? m.index + 1 : m.index;
       if (tagStart >= 0) endTag();
-      lastSpace = false;
-      i++;
-      continue;
-    }
-    if (c === 0x20 && !lastSpace) {
-      if (tagStart >= 0) endTag();
-      lastSpace = true;
-      i++;
+      lastSpace = text.charCodeAt(j - 1) === 0x20;
+      i = j;
       continue;
     }
     // slow branch: this code point changes the text
@@ -210,60 +259,49 @@ export function normalize(text: string): NormalizedText {
     }
     flushRun(i);
     if (cp >= 0xe0000 && cp <= 0xe007f) {
-      // tag characters: invisible; ASCII-spelling ones are hidden text
+      // tag characters: invisible; the ones spelling ASCII are hidden text
       if (tagStart < 0) tagStart = i;
       if (cp >= 0xe0020 && cp <= 0xe007e) tagText += String.fromCharCode(cp - 0xe0000);
       tagEnd = i + width;
-      i += width;
-      runStart = i;
-      continue;
-    }
-    if (tagStart >= 0) endTag();
-    if (isSpace(cp)) {
-      if (lastSpace && n > 0) {
-        ends[n - 1] = i + width; // the one space now covers the whole run
-      } else if (!lastSpace) {
-        grow(n + 1);
-        parts.push(' ');
-        starts[n] = i;
-        ends[n] = i + width;
-        n++;
-      } else {
-        // leading whitespace after a removed prefix: keep one space
-        grow(n + 1);
-        parts.push(' ');
-        starts[n] = i;
-        ends[n] = i + width;
-        n++;
-      }
-      lastSpace = true;
-    } else if (isInvisible(cp)) {
-      // removed; does not break a whitespace run
     } else {
-      const f = fold(cp);
-      if (f.length > 0) {
-        grow(n + f.length);
-        parts.push(f);
-        for (let k = 0; k < f.length; k++) {
-          starts[n] = i;
-          ends[n] = i + width;
+      if (tagStart >= 0) endTag();
+      if (isSpace(cp)) {
+        if (lastSpace && n > 0) {
+          map.origEnd[map.count - 1] = i + width; // the previous space now covers the whole run
+          if (map.same[map.count - 1] === 1) {
+            // the previous space was the last unit of an unchanged run: split it off as its own segment
+            const k = map.count - 1;
+            if (n - 1 > map.norm[k]) {
+              map.origEnd[k] = map.orig[k] + (n - 1 - map.norm[k]);
+              map.push(n - 1, map.origEnd[k], i + width, 0);
+            } else {
+              map.same[k] = 0;
+              map.origEnd[k] = i + width;
+            }
+          }
+        } else {
+          parts.push(' ');
+          map.push(n, i, i + width, 0);
           n++;
         }
-        lastSpace = false;
+        lastSpace = true;
+      } else if (!isInvisible(cp)) {
+        const f = fold(cp);
+        if (f.length > 0) {
+          parts.push(f);
+          map.push(n, i, i + width, 0);
+          n += f.length;
+          lastSpace = false;
+        }
       }
+      // invisible characters are dropped and do not break a whitespace run
     }
     i += width;
     runStart = i;
   }
   flushRun(len);
-  endTag();
-  return {
-    text: parts.join(''),
-    starts: starts.subarray(0, n),
-    ends: ends.subarray(0, n),
-    originalLength: len,
-    hidden: hidden ?? NO_HIDDEN,
-  };
+  if (tagStart >= 0) endTag();
+  return { text: parts.join(''), map: map.done(), originalLength: len, hidden: hidden ?? NO_HIDDEN };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,11 +368,15 @@ function percentDecode(s: string): string | null {
  * Encoded runs in `text` that decode to mostly printable UTF-8, at most `budget` decoded characters in
  * total (runs past the budget are left alone: the caller reports nothing for them).
  */
-export function findEncodedRuns(text: string, budget: number): EncodedRun[] {
+export function findEncodedRuns(
+  text: string,
+  budget: number,
+  kinds = { base64: true, percent: true },
+): EncodedRun[] {
   const out: EncodedRun[] = [];
   if (budget <= 0) return out;
   let used = 0;
-  if (text.length >= 16) {
+  if (kinds.base64 && text.length >= 16) {
     B64_RUN.lastIndex = 0;
     let m: RegExpExecArray | null;
     while ((m = B64_RUN.exec(text)) !== null && used < budget) {
@@ -363,7 +405,7 @@ export function findEncodedRuns(text: string, budget: number): EncodedRun[] {
       }
     }
   }
-  if (text.includes('%') && used < budget) {
+  if (kinds.percent && used < budget && text.includes('%')) {
     PCT_RUN.lastIndex = 0;
     let m: RegExpExecArray | null;
     while ((m = PCT_RUN.exec(text)) !== null && used < budget) {

@@ -25,8 +25,10 @@ import type {
   Mode,
 } from './types.js';
 import type { CompiledPolicy, RuleGroup } from './compile.js';
-import { findEncodedRuns, normalize, toOriginal, type NormalizedText } from './normalize.js';
-import { matchRules, type RuleMatch } from './scanners/patterns.js';
+import { findEncodedRuns, normalize, toOriginal, type EncodedRun, type NormalizedText } from './normalize.js';
+
+const NO_RUNS: readonly EncodedRun[] = Object.freeze([]);
+import { MAY_BASE64, MAY_PERCENT, matchRules, type RuleMatch } from './scanners/patterns.js';
 import { LeakIndex } from './scanners/leak.js';
 import { scanUrls } from './scanners/urls.js';
 import { checkCall, checkDefinitions } from './scanners/tools.js';
@@ -81,8 +83,8 @@ interface Sink {
   readonly mode: Mode;
   readonly maxDepth: number;
   readonly out: Finding[];
-  /** dedupe of decoded findings (many matches in one run map to the same span) */
-  readonly seen: Set<string>;
+  /** dedupe of decoded findings (many matches in one run map to the same span); made on first use */
+  seen: Set<string> | null;
 }
 
 function contained(spans: readonly RuleMatch[], start: number, end: number): boolean {
@@ -93,6 +95,7 @@ function contained(spans: readonly RuleMatch[], start: number, end: number): boo
 function pushFinding(sink: Sink, m: RuleMatch, start: number, end: number, decoded: boolean): void {
   if (decoded) {
     const key = `${m.rule.id}\u0000${start}\u0000${end}`;
+    sink.seen ??= new Set();
     if (sink.seen.has(key)) return;
     sink.seen.add(key);
   }
@@ -123,7 +126,7 @@ function scanLevel(
 ): NormalizedText {
   const n = normalize(text);
   const matches: RuleMatch[] = [];
-  matchRules(sink.group, n.text, sink.source, matches);
+  const may = matchRules(sink.group, n.text, sink.source, matches);
   let allows: RuleMatch[] | null = null;
   for (const m of matches) if (m.rule.action === 'allow') (allows ??= []).push(m);
   for (const m of matches) {
@@ -136,7 +139,15 @@ function scanLevel(
     }
   }
   if (depth < sink.maxDepth && budget.left > 0) {
-    for (const run of findEncodedRuns(n.text, budget.left)) {
+    // the set's markers tell whether an encoded run can exist at all: most text skips the search
+    const runs =
+      may === 0
+        ? NO_RUNS
+        : findEncodedRuns(n.text, budget.left, {
+            base64: (may & MAY_BASE64) !== 0,
+            percent: (may & MAY_PERCENT) !== 0,
+          });
+    for (const run of runs) {
       if (allows !== null && contained(allows, run.start, run.end)) continue;
       budget.left -= run.decoded.length;
       scanLevel(sink, run.decoded, depth + 1, span ?? toOriginal(n, run.start, run.end), budget);
@@ -182,7 +193,7 @@ export function scanTextDetailed(
     mode: p.mode,
     maxDepth: p.limits.maxDecodeDepth,
     out: [],
-    seen: new Set(),
+    seen: null,
   };
   const n = scanLevel(sink, text, 0, null, { left: p.limits.maxDecodedBytes });
   if (direction === 'output') {

@@ -7,7 +7,7 @@
 // strings is ~1.5× faster than scanning a UTF-8 Buffer (each Buffer match allocates a slice, and byte
 // offsets then need mapping back).
 import type { Source } from '../types.js';
-import type { CompiledRule, RuleGroup } from '../compile.js';
+import { MARK_BASE64, type CompiledRule, type RuleGroup } from '../compile.js';
 
 export interface RuleMatch {
   rule: CompiledRule;
@@ -15,18 +15,31 @@ export interface RuleMatch {
   end: number;
 }
 
-/** Append every match of the group's rules in `text` to `out` (rules filtered by `source` when given). */
+/** matchRules result bits: the text may hold a base64/hex run, a %-encoded run (worth decoding) */
+export const MAY_BASE64 = 1;
+export const MAY_PERCENT = 2;
+
+/**
+ * Append every match of the group's rules in `text` to `out` (rules filtered by `source` when given).
+ * Returns MAY_* bits from the set's encoding markers (0 when the group has no rules: nothing to find).
+ */
 export function matchRules(
   group: RuleGroup,
   text: string,
   source: Source | undefined,
   out: RuleMatch[],
-): void {
-  if (group.rules.length === 0 || text.length === 0) return;
+): number {
+  let may = 0;
+  if (group.rules.length === 0 || text.length === 0) return may;
   for (const { set, ruleIndex } of group.sets) {
     const hits = set.match(text);
     for (let h = 0; h < hits.length; h++) {
-      const rule = group.rules[ruleIndex[hits[h]]];
+      const idx = ruleIndex[hits[h]];
+      if (idx < 0) {
+        may |= idx === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
+        continue;
+      }
+      const rule = group.rules[idx];
       if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
       collect(rule, text, out);
     }
@@ -36,6 +49,7 @@ export function matchRules(
     if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
     collect(rule, text, out);
   }
+  return may;
 }
 
 function collect(rule: CompiledRule, text: string, out: RuleMatch[]): void {
