@@ -17,6 +17,7 @@ import {
   type ChannelOptions,
   type ServerDuplexStream,
 } from '@grpc/grpc-js';
+import type net from 'node:net';
 import type { Listener, ListenerSpec, SidecarContext, StartListener, HostPort } from '../context.js';
 import { GuardError } from '../errors.js';
 import { CallState } from './call.js';
@@ -87,6 +88,7 @@ export const startGrpcListener: StartListener = async (
       err ? reject(err) : resolve(port),
     ),
   );
+  disableNagle(server);
   ctx.log.info(
     { listen: hostPort({ ...spec.listen, port: bound }), upstream: hostPort(spec.upstream) },
     'grpc listener started',
@@ -154,6 +156,20 @@ function unknownMethod(ctx: SidecarContext, fwd: Forwarder, path: string) {
     call.emit('error', s);
     st.end(s.code);
   };
+}
+
+/**
+ * Node's http2 server leaves Nagle's algorithm on for accepted sockets. A model server writes a stream's
+ * responses in one go, but the sidecar writes each as it arrives from upstream, so with Nagle every small
+ * response after the first waits for the client's delayed ACK (up to 40 ms). grpc-js keeps its
+ * http2 servers in a private map; without it (a future grpc-js) calls still work, only slower.
+ */
+function disableNagle(server: Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
+  if (!(servers instanceof Map)) return;
+  for (const srv of servers.keys()) {
+    srv.on('connection', (socket: net.Socket) => socket.setNoDelay(true));
+  }
 }
 
 /** The upstream answers: ServerReady says ready, or (no KServe API) grpc.health.v1 says SERVING. */
