@@ -180,8 +180,10 @@ export async function run(args: string[]): Promise<number> {
     log.info('shutting down');
     webhook.setReady(false);
     closeWatcher();
+    // finish in-flight reviews (the API server retries elsewhere once /readyz fails), then force
     webhook.server.close();
-    webhook.server.closeAllConnections();
+    webhook.server.closeIdleConnections();
+    setTimeout(() => webhook.server.closeAllConnections(), 5_000).unref();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
