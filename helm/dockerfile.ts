@@ -64,8 +64,9 @@ export function dockerignore(): (p: string) => boolean {
     .map((p) => {
       const re = p
         .replace(/[.+?^${}()|[\]]/g, '\\$&')
-        .replace(/\*\*\//g, '(?:.*/)?')
-        .replace(/\*/g, '[^/]*');
+        .replace(/\*\*\//g, '\0')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\0/g, '(?:.*/)?');
       return new RegExp(`^${re}(?:/.*)?$`);
     });
   return (p) => patterns.some((re) => re.test(p));

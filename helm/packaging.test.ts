@@ -113,6 +113,8 @@ describe('images', () => {
       '.git/HEAD',
       'dist',
       'policy/load.test.ts',
+      'policy/packs/packs.test.ts',
+      'injector/testdata/deployment.input.yaml',
       'e2e/kind.sh',
       'helm/inferguard/values.yaml',
     ]) {
