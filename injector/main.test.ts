@@ -48,7 +48,7 @@ describe('inferguard injector', () => {
     const certs = await generateCertificates({ dnsNames: ['localhost'], ips: ['127.0.0.1'] });
     writeFileSync(path.join(dir, 'tls.crt'), certs.cert);
     writeFileSync(path.join(dir, 'tls.key'), certs.key);
-    const { port } = await start(['--cert-dir', dir, '--sidecar-image', 'example/ig:1']);
+    const { port, child } = await start(['--cert-dir', dir, '--sidecar-image', 'example/ig:1']);
     expect((await httpsRequest(port, certs.ca, { path: '/readyz' })).status).toBe(200);
     const pod = {
       apiVersion: 'v1',
@@ -63,6 +63,10 @@ describe('inferguard injector', () => {
     const expiry = new Date(new X509Certificate(certs.cert).validTo).getTime() / 1000;
     expect(metrics).toContain(`inferguard_injector_certificate_expiry_timestamp_seconds ${expiry}`);
     expect(metrics).toContain('inferguard_injector_ready 1');
+    // SIGTERM: stops serving and exits on its own, cleanly
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 
   it('--self-signed: stores the certificate in a Secret, patches caBundle, and is ready only after the patch', async () => {
