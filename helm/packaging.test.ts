@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Namespace, Service } from 'kubernetes-models/v1';
+import { runCli } from '../testing/cli.js';
 import { dockerignore, parseDockerfile, read, ROOT } from './dockerfile.js';
 
 const ignored = dockerignore();
@@ -179,6 +180,35 @@ describe('e2e/kind.sh', () => {
     expect(src).toContain('set -euo pipefail');
     expect(src).toContain('/api/v3/traces?query.service_name=inferguard-sidecar');
     expect(src).toContain('jaeger.enabled=true');
+  });
+
+  it('deploys a stub model that the injector accepts and injects (checked with `inferguard inject`)', async () => {
+    const src = read('e2e/kind.sh');
+    const manifest = /kubectl apply -f - <<EOF\n([\s\S]*?)\nEOF\n/
+      .exec(src)![1]
+      .replaceAll('$APP_NS', 'inferguard-demo')
+      .replaceAll('$TAG', 'test');
+    const r = await runCli(
+      ['inject', '-f', '-', '-o', 'json', '--sidecar-image', 'inferguard/sidecar:test'],
+      {
+        input: manifest,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    const docs: any[] = Array.isArray(out) ? out : out.kind === 'List' ? out.items : [out];
+    const deploy = docs.find((d) => d.kind === 'Deployment');
+    new Deployment(deploy).validate();
+    const pod = deploy.spec.template.spec;
+    const names = [...(pod.initContainers ?? []), ...pod.containers].map((c: any) => c.name);
+    expect(names).toEqual(expect.arrayContaining(['inferguard-sidecar', 'model']));
+    expect(deploy.spec.template.metadata.annotations['inferguard.io/status']).toBeTruthy();
+    // the stub runs the built fake from the sidecar image, as the kind script builds it
+    expect(pod.containers.find((c: any) => c.name === 'model').command).toEqual([
+      'node',
+      '/app/dist/testing/fake-vllm.js',
+    ]);
+    expect(existsSync(path.join(ROOT, 'testing', 'fake-vllm.ts'))).toBe(true);
   });
 
   it('passes shellcheck (bash -n where shellcheck is not installed)', () => {
