@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { formatProblem, PolicyLoadError } from './api.js';
@@ -538,5 +539,60 @@ describe('docs/policy.md', () => {
       m.slice(1).filter(Boolean),
     );
     expect(listed.sort()).toEqual([...PROBLEM_CODES].sort());
+  });
+});
+
+describe('robustness', () => {
+  it('never throws on mangled policies: every problem is a position inside the file', () => {
+    const valid = readFileSync(td('valid.yaml'), 'utf8');
+    const lineCount = valid.split('\n').length;
+    const mutation = fc.oneof(
+      fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 40 }) }),
+      fc.record({
+        kind: fc.constant('insert' as const),
+        at: fc.nat(),
+        text: fc.constantFrom(
+          ':',
+          '- ',
+          '{',
+          ']',
+          '\n',
+          '  ',
+          '"',
+          "'",
+          '&a ',
+          '*a',
+          '<<: *a',
+          '---\n',
+          '\t',
+          '(?=',
+          '0',
+        ),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), (ms) => {
+        let text = valid;
+        for (const m of ms) {
+          const at = m.at % (text.length + 1);
+          text =
+            m.kind === 'delete'
+              ? text.slice(0, at) + text.slice(at + m.len)
+              : text.slice(0, at) + m.text + text.slice(at);
+        }
+        const r = resolveSources([{ file: 'm.yaml', text }], opts);
+        if (r.resolved) return r.problems.length === 0;
+        expect(r.problems.length).toBeGreaterThan(0);
+        for (const p of r.problems) {
+          if (p.file !== 'm.yaml') continue; // a pack's own position
+          expect(p.line).toBeGreaterThanOrEqual(1);
+          expect(p.line).toBeLessThanOrEqual(lineCount + 40);
+          expect(p.col).toBeGreaterThanOrEqual(1);
+          expect(p.message).not.toBe('');
+        }
+        return true;
+      }),
+      { numRuns: 100, seed: 20261126 },
+    );
   });
 });
