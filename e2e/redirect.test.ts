@@ -7,11 +7,27 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliArgv } from '../testing/cli.js';
+import { DEFAULT_SETTINGS, mutate } from '../injector/mutate.js';
 import { createLink, netnsUnavailable, type Link } from './netns.js';
 
 const MODEL_PORT = 8000;
 const OTHER_PORT = 9090;
 const LISTEN_PORT = 15001;
+
+// What the injector renders for a vLLM pod: the test runs exactly these commands, so the e2e proves
+// the injected containers, not a hand-written approximation of them.
+const injected = mutate(
+  {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'vllm', namespace: 'models', annotations: { 'inferguard.io/inject': 'true' } },
+    spec: {
+      containers: [{ name: 'vllm', image: 'vllm', ports: [{ name: 'http', containerPort: MODEL_PORT }] }],
+    },
+  },
+  DEFAULT_SETTINGS,
+).object as { spec: { initContainers: { name: string; command: string[]; args: string[] }[] } };
+const [INIT, SIDECAR] = injected.spec.initContainers;
 
 // The model stub: answers like an OpenAI server and tells who connected (the sidecar connects from
 // 127.0.0.1; a client that bypassed it would show its own address). One JSON line per request on stdout.
@@ -78,8 +94,7 @@ async function until<T>(fn: () => Promise<T | undefined>, what: string, ms = 30_
   throw new Error(`timed out waiting for ${what}`);
 }
 
-const initRedirect = (...extra: string[]) =>
-  link.pod.run([...cliArgv(['init-redirect', '--port', `${MODEL_PORT}=${LISTEN_PORT}`, ...extra])]);
+const initRedirect = (...extra: string[]) => link.pod.run(cliArgv([...INIT.args, ...extra]));
 const natRules = async (bin: string) =>
   (await link.pod.run([`${bin}-save`, '-t', 'nat'])).stdout
     .split('\n')
@@ -109,14 +124,12 @@ async function startPod(): Promise<void> {
   model.stdout!.on('data', (d: Buffer) => (modelLog += d.toString()));
   await until(async () => (modelLog.includes('listening') ? true : undefined), 'the model stub');
 
-  const [cmd, ...args] = cliArgv([
-    'sidecar',
-    '--http',
-    `0.0.0.0:${LISTEN_PORT}=127.0.0.1:${MODEL_PORT}`,
-    '--admin',
-    '127.0.0.1:15020',
-  ]);
-  const sidecar = link.pod.spawn([cmd, ...args], { env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' } });
+  expect(INIT.command).toEqual(['inferguard']);
+  expect(SIDECAR.args).toContain(`0.0.0.0:${LISTEN_PORT}=127.0.0.1:${MODEL_PORT}`);
+  const sidecar = link.pod.spawn(cliArgv(SIDECAR.args), {
+    // the downward-API values the kubelet would fill in; no collector in the namespace
+    env: { ...process.env, POD_NAME: 'vllm', POD_NAMESPACE: 'models', OTEL_TRACES_EXPORTER: 'none' },
+  });
   let sidecarLog = '';
   sidecar.stdout!.on('data', (d: Buffer) => (sidecarLog += d.toString()));
   sidecar.stderr!.on('data', (d: Buffer) => (sidecarLog += d.toString()));
@@ -190,6 +203,11 @@ describe('inferguard init-redirect in a pod network namespace', () => {
       expect(JSON.parse(r.body!).error.type).toBe('policy_violation');
     }
     expect(modelRequests().length).toBe(before);
+  });
+
+  it('the sidecar admin port answers probes from outside the pod, and is not redirected', async () => {
+    const r = await request('client', `http://${link.podIp}:15020/readyz`);
+    expect(r.status).toBe(200);
   });
 
   it('leaves other ports alone', async () => {
