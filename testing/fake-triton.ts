@@ -238,7 +238,7 @@ interface Envelope {
 }
 
 export async function startFakeTriton(
-  opts: { script?: FakeScript; host?: string } = {},
+  opts: { script?: FakeScript; host?: string; /** default 0: any free port */ port?: number } = {},
 ): Promise<FakeTriton> {
   const calls: ReceivedCall[] = [];
   const waiters: { pred: (c: ReceivedCall) => boolean; resolve: (c: ReceivedCall) => void }[] = [];
@@ -460,7 +460,7 @@ export async function startFakeTriton(
 
   const host = opts.host ?? '127.0.0.1';
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(`${host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );

@@ -482,6 +482,32 @@ describe('errors', () => {
     expect(await l.upstreamReady()).toBe(false);
   });
 
+  it('a restarted model server is found again within about a second', async () => {
+    let up = await startFakeTriton();
+    const port = up.port;
+    const l = await listen(testContext(policy), port);
+    extra.push({ close: () => l.close(100) });
+    const c = new grpc.Client(`127.0.0.1:${l.address.port}`, grpc.credentials.createInsecure());
+    extra.push(c);
+    expect((await unary(c, `${SVC}/ModelInfer`, encodeInferRequest({ text: 'a' }))).status.code).toBe(
+      grpc.status.OK,
+    );
+    await up.close();
+    expect((await unary(c, `${SVC}/ModelInfer`, encodeInferRequest({ text: 'b' }))).status.code).toBe(
+      grpc.status.UNAVAILABLE,
+    );
+    up = await startFakeTriton({ port });
+    extra.push(up);
+    const t0 = Date.now();
+    let code: grpc.status = grpc.status.UNAVAILABLE;
+    while (code !== grpc.status.OK && Date.now() - t0 < 5000) {
+      code = (await unary(c, `${SVC}/ModelInfer`, encodeInferRequest({ text: 'c' }))).status.code;
+      if (code !== grpc.status.OK) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(code).toBe(grpc.status.OK);
+    expect(Date.now() - t0).toBeLessThan(2500);
+  });
+
   it('upstreamReady() follows the model server', async () => {
     expect(await sidecar.upstreamReady()).toBe(true);
     triton.ready = false;
