@@ -687,19 +687,39 @@ function fmt(loc: Loc): string {
 // ---------------------------------------------------------------------------------------------
 // Stage: re2
 
-/** RE2's own reason when it cannot compile the pattern (lookaround, backreference, too large). */
-export function re2Error(pattern: string): string | undefined {
-  const r = compileRe2(pattern);
-  return typeof r === 'string' ? r : undefined;
+interface Re2Verdict {
+  /** RE2's reason for refusing the pattern */
+  error?: string;
+  /** the pattern matches the empty string */
+  empty?: boolean;
 }
 
-/** the compiled pattern, or RE2's reason for refusing it */
-function compileRe2(pattern: string): RE2 | string {
-  try {
-    return new RE2(pattern, 'u');
-  } catch (err) {
-    return (err as Error).message;
+/**
+ * What RE2 said about each pattern, by pattern text. Compiling is the slow part of loading (a Unicode
+ * class under a counted repetition, `^[\p{L} .-]{1,64}$`, takes RE2 ~100 ms) and a hot reload sees
+ * mostly the same patterns again. Only the verdict is kept, not the compiled program; the map is
+ * bounded and simply starts over when full.
+ */
+const re2Verdicts = new Map<string, Re2Verdict>();
+const RE2_VERDICTS_MAX = 10_000;
+
+function re2Verdict(pattern: string): Re2Verdict {
+  let v = re2Verdicts.get(pattern);
+  if (!v) {
+    try {
+      v = { empty: new RE2(pattern, 'u').test('') };
+    } catch (err) {
+      v = { error: (err as Error).message };
+    }
+    if (re2Verdicts.size >= RE2_VERDICTS_MAX) re2Verdicts.clear();
+    re2Verdicts.set(pattern, v);
   }
+  return v;
+}
+
+/** RE2's own reason when it cannot compile the pattern (lookaround, backreference, too large). */
+export function re2Error(pattern: string): string | undefined {
+  return re2Verdict(pattern).error;
 }
 
 function checkRulePattern(r: RuleSpec, loc: Loc, problems: Problems): void {
@@ -710,10 +730,10 @@ function checkRulePattern(r: RuleSpec, loc: Loc, problems: Problems): void {
       `rule "${r.id}" minEntropy: only applies with validate: entropy`,
     );
   }
-  const re = compileRe2(r.pattern);
-  if (typeof re === 'string') {
-    problems.loc(sub(loc, 'pattern'), 're2_compile', `rule "${r.id}" pattern: ${re} (RE2)`);
-  } else if (re.test('')) {
+  const v = re2Verdict(r.pattern);
+  if (v.error !== undefined) {
+    problems.loc(sub(loc, 'pattern'), 're2_compile', `rule "${r.id}" pattern: ${v.error} (RE2)`);
+  } else if (v.empty) {
     // a rule that matches the empty string fires on every text (and has no span to redact)
     problems.loc(sub(loc, 'pattern'), 'empty_match', `rule "${r.id}" pattern: matches the empty string`);
   }
