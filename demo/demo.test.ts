@@ -59,6 +59,7 @@ describe('npm run demo', () => {
         ['model calls an allowed tool', 'HTTP', 'allowed'],
         ['benign ModelInfer', 'gRPC', 'allowed'],
         ['prompt injection via ModelInfer', 'gRPC', 'blocked', 'prompt-injection.'],
+        ['ModelStreamInfer streams a token', 'gRPC', 'blocked mid-stream', 'secrets.'],
         ['ModelInfer answer leaks an AWS key', 'gRPC', 'blocked', 'secrets.aws-access-key'],
       ];
       for (const [name, protocol, verdict, rule] of expected) {
@@ -67,6 +68,8 @@ describe('npm run demo', () => {
         expect(mark, name).toBe('✓');
         expect(proto, name).toBe(protocol);
         expect(v, name).toBe(verdict);
+        if (verdict.startsWith('blocked') && protocol === 'gRPC')
+          expect(status, name).toMatch(/^PERMISSION_DENIED/);
         if (verdict === 'blocked')
           expect(status, name).toMatch(protocol === 'HTTP' ? /^403$/ : /^PERMISSION_DENIED$/);
         if (rule) expect(ruleCol, name).toContain(rule);
@@ -75,6 +78,7 @@ describe('npm run demo', () => {
       for (const name of [
         'answer leaks an AWS key',
         'streamed token split over chunks',
+        'ModelStreamInfer streams a token',
         'ModelInfer answer leaks an AWS key',
       ]) {
         expect(out).toContain(`✓ ${name}: the client never received the secret`);
@@ -86,7 +90,8 @@ describe('npm run demo', () => {
       expect(out).toContain('inferguard.rule.id="prompt-injection.');
       expect(out).toContain('inferguard.direction="output"');
       expect(out).toContain('rpc.method="inference.GRPCInferenceService/ModelInfer"');
-      expect(out.match(/ ERROR /g)?.length ?? 0).toBeGreaterThanOrEqual(8);
+      expect(out).toContain('rpc.method="inference.GRPCInferenceService/ModelStreamInfer"');
+      expect(out.match(/ ERROR /g)?.length ?? 0).toBeGreaterThanOrEqual(9);
       expect(out).toContain('all verdicts as expected');
       // nothing the model "leaked" is printed by the demo either
       expect(out).not.toContain(['AKIA', 'ZQ3DMF7Y', 'XW2JH5TN'].join(''));
