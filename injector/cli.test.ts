@@ -45,6 +45,11 @@ describe('inferguard inject', () => {
     const sidecar = pod.spec.initContainers[1];
     expect(sidecar.image).toBe('example/from-env:1');
     expect(sidecar.resources.limits.cpu).toBe('1');
+    const strict = await runCli(['inject', '-f', golden('pod-annotations.input.yaml')], {
+      env: { INFERGUARD_ALLOWED_IMAGE_PREFIXES: 'ghcr.io/inferguard/, registry.internal/' },
+    });
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/denied: invalid_image: .*"ghcr.io\/inferguard\/", "registry.internal\/"/);
   });
 
   it("a pod the webhook would deny exits 1 with the webhook's message and prints nothing", async () => {

@@ -126,6 +126,18 @@ describe('denials name the annotation and the allowed values', () => {
     });
   }
 
+  it('an image outside the allowed prefixes is denied', () => {
+    const strict = { ...S, allowedImagePrefixes: ['ghcr.io/inferguard/', 'registry.example.com/guard/'] };
+    const r = mutate(pod({ 'inferguard.io/image': 'docker.io/evil/noop:1' }), strict);
+    expect(r).toMatchObject({ outcome: 'denied', reason: 'invalid_image' });
+    expect(r.message).toBe(
+      'invalid annotation inferguard.io/image: "docker.io/evil/noop:1" (this injector only allows images starting with "ghcr.io/inferguard/", "registry.example.com/guard/")',
+    );
+    expect(
+      mutate(pod({ 'inferguard.io/image': 'ghcr.io/inferguard/inferguard:0.2.0' }), strict).outcome,
+    ).toBe('injected');
+  });
+
   it('a malformed object is denied, never thrown', () => {
     for (const bad of [
       null,

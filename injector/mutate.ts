@@ -39,6 +39,11 @@ export interface InjectorSettings {
   otelServiceName: string;
   /** the injector's own namespace: never injected */
   injectorNamespace: string;
+  /**
+   * when set, an inferguard.io/image annotation must start with one of these prefixes
+   * (e.g. "ghcr.io/inferguard/"): whoever can create the pod could otherwise pick any image
+   */
+  allowedImagePrefixes?: string[];
 }
 
 export const DEFAULT_SETTINGS: Readonly<InjectorSettings> = Object.freeze({
@@ -376,6 +381,13 @@ function resolveOptions(a: Record<string, string>, settings: InjectorSettings): 
   const image = a[ANNOTATION.image];
   if (image !== undefined && (image === '' || /\s/.test(image) || image.length > 512)) {
     throw invalid(ANNOTATION.image, 'invalid_image', image);
+  }
+  const prefixes = settings.allowedImagePrefixes ?? [];
+  if (image !== undefined && prefixes.length > 0 && !prefixes.some((p) => image.startsWith(p))) {
+    throw new Denial(
+      'invalid_image',
+      `invalid annotation ${ANNOTATION.image}: ${JSON.stringify(image)} (this injector only allows images starting with ${prefixes.map((p) => JSON.stringify(p)).join(', ')})`,
+    );
   }
   const cpu = a[ANNOTATION.cpu];
   if (cpu !== undefined && (!CPU_RE.test(cpu) || Number.parseFloat(cpu) === 0))

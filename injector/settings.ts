@@ -33,6 +33,10 @@ export const SETTING_FLAGS = {
     env: 'INFERGUARD_OTEL_SERVICE_NAME',
     help: `OTEL_SERVICE_NAME given to sidecars (default ${DEFAULT_SETTINGS.otelServiceName})`,
   },
+  'allowed-image-prefixes': {
+    env: 'INFERGUARD_ALLOWED_IMAGE_PREFIXES',
+    help: 'comma-separated prefixes an inferguard.io/image annotation must start with (default: any image)',
+  },
   'injector-namespace': {
     env: 'INFERGUARD_NAMESPACE',
     help: `the injector's own namespace, never injected (default ${DEFAULT_SETTINGS.injectorNamespace})`,
@@ -68,6 +72,11 @@ export function settingsFrom(
   if (endpoint) s.otelEndpoint = endpoint;
   const protocol = get('otel-protocol');
   if (protocol) s.otelProtocol = protocol;
+  const prefixes = get('allowed-image-prefixes')
+    ?.split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (prefixes?.length) s.allowedImagePrefixes = prefixes;
   return s;
 }
 
