@@ -70,8 +70,10 @@ export interface RecordedRequest {
   path: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
-  /** the body parsed as JSON, when it was JSON */
+  /** the body parsed as JSON, when it was JSON (the JSON header of a KServe binary-tensor body) */
   json?: any;
+  /** the raw tensors after the JSON header, for KServe binary-tensor bodies */
+  binary?: Buffer;
   /** every byte the fake wrote back (body only) */
   sent: Buffer[];
   /** the status it answered with */
@@ -142,7 +144,12 @@ export async function startFakeVllm(opts: FakeVllmOptions = {}): Promise<FakeVll
         aborted: false,
       };
       try {
-        const plain = /gzip/i.test(String(req.headers['content-encoding'] ?? '')) ? gunzipSync(body) : body;
+        let plain = /gzip/i.test(String(req.headers['content-encoding'] ?? '')) ? gunzipSync(body) : body;
+        const headerLength = req.headers['inference-header-content-length'];
+        if (typeof headerLength === 'string') {
+          rec.binary = plain.subarray(Number(headerLength));
+          plain = plain.subarray(0, Number(headerLength));
+        }
         rec.json = plain.length ? JSON.parse(plain.toString('utf8')) : undefined;
       } catch {
         rec.json = undefined;
@@ -454,6 +461,37 @@ export async function startFakeVllm(opts: FakeVllmOptions = {}): Promise<FakeVll
   }
 
   function kserveInfer(res: ServerResponse, rec: RecordedRequest, name: string, s: Script): void {
+    const wantsBinary =
+      rec.json?.parameters?.binary_data_output === true ||
+      (rec.json?.outputs ?? []).some((o: any) => o?.parameters?.binary_data === true);
+    if (wantsBinary) {
+      // the binary tensor extension, as Triton answers tritonclient's default requests
+      const text = Buffer.from(textOf(s));
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(text.length);
+      const header = Buffer.from(
+        JSON.stringify({
+          model_name: name,
+          model_version: '1',
+          outputs: [
+            {
+              name: 'text_output',
+              datatype: 'BYTES',
+              shape: [1],
+              parameters: { binary_data_size: text.length + 4 },
+            },
+          ],
+        }),
+      );
+      const bytes = Buffer.concat([header, len, text]);
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': header.length,
+        'content-length': bytes.length,
+        ...s.headers,
+      });
+      return void res.end(bytes);
+    }
     const out: Record<string, unknown> = {
       model_name: name,
       model_version: '1',

@@ -36,9 +36,13 @@ export class Collector {
   }
 }
 
+/** a body that is not plain JSON (KServe binary tensors) re-encodes itself after a change */
+export type BodyEncoder = (json: Json) => { body: Buffer; headers: Record<string, string> };
+
 export interface DecodedRequest {
   exchange: RequestExchange;
   collector: Collector;
+  encode?: BodyEncoder;
   /** system / developer prompts and instructions, joined, for output leak detection */
   systemPrompt?: string;
   stream: boolean;
@@ -51,6 +55,7 @@ export interface DecodedRequest {
 export interface DecodedResponse {
   exchange: ResponseExchange;
   collector: Collector;
+  encode?: BodyEncoder;
 }
 
 export function malformed(reason: string): GuardError {

@@ -33,6 +33,7 @@ import {
   decodeResponsesResponse,
 } from './openai.js';
 import { inspectedRoute, pathAllowed, type InspectedRoute, type RouteKind } from './routes.js';
+import { BINARY_HEADER, splitBinary } from './kserve-binary.js';
 import { SseDecoder, SseTooLargeError, type SseEvent } from './sse.js';
 import {
   GenerateStreamGuard,
@@ -64,23 +65,24 @@ export interface HttpListenerOptions {
   connections?: number;
 }
 
-const REQUEST_DECODERS: Record<RouteKind, (body: Record<string, Json>, r: InspectedRoute) => DecodedRequest> =
-  {
-    chat: (b) => decodeChatRequest(b),
-    completions: (b) => decodeCompletionsRequest(b),
-    responses: (b) => decodeResponsesRequest(b),
-    embeddings: (b) => decodeEmbeddingsRequest(b),
-    'kserve-infer': (b, r) => decodeInferRequest(b, r.model),
-    'triton-generate': (b, r) => decodeGenerateRequest(b, r.model, false),
-    'triton-generate-stream': (b, r) => decodeGenerateRequest(b, r.model, true),
-  };
+type RequestDecoder = (body: Record<string, Json>, r: InspectedRoute, blob?: Buffer) => DecodedRequest;
+const REQUEST_DECODERS: Record<RouteKind, RequestDecoder> = {
+  chat: (b) => decodeChatRequest(b),
+  completions: (b) => decodeCompletionsRequest(b),
+  responses: (b) => decodeResponsesRequest(b),
+  embeddings: (b) => decodeEmbeddingsRequest(b),
+  'kserve-infer': (b, r, blob) => decodeInferRequest(b, r.model, blob),
+  'triton-generate': (b, r) => decodeGenerateRequest(b, r.model, false),
+  'triton-generate-stream': (b, r) => decodeGenerateRequest(b, r.model, true),
+};
 
-const RESPONSE_DECODERS: Partial<Record<RouteKind, (body: Record<string, Json>) => DecodedResponse>> = {
-  chat: decodeChatResponse,
-  completions: decodeCompletionsResponse,
-  responses: decodeResponsesResponse,
-  'kserve-infer': decodeInferResponse,
-  'triton-generate': decodeGenerateResponse,
+type ResponseDecoder = (body: Record<string, Json>, blob?: Buffer) => DecodedResponse;
+const RESPONSE_DECODERS: Partial<Record<RouteKind, ResponseDecoder>> = {
+  chat: (b) => decodeChatResponse(b),
+  completions: (b) => decodeCompletionsResponse(b),
+  responses: (b) => decodeResponsesResponse(b),
+  'kserve-infer': (b, blob) => decodeInferResponse(b, blob),
+  'triton-generate': (b) => decodeGenerateResponse(b),
 };
 
 const ROUTE_FINDING: Finding = {
@@ -259,9 +261,19 @@ export async function createHttpListener(
     }
     const wire = await readBody(req, max);
     const raw = decodeBody(wire, encoding, max);
+    // KServe's binary tensor extension: a JSON header, then raw tensors
+    let jsonPart = raw;
+    let blob: Buffer | undefined;
+    const binaryHeader = headerValue(req.headers[BINARY_HEADER]);
+    if (route.kind === 'kserve-infer' && binaryHeader !== undefined) {
+      const split = splitBinary(raw, binaryHeader);
+      if (!split) throw malformed(`${BINARY_HEADER} does not fit the body`);
+      jsonPart = split.json;
+      blob = split.blob;
+    }
     let text: string;
     try {
-      text = utf8.decode(raw);
+      text = utf8.decode(jsonPart);
     } catch {
       throw malformed('body is not valid UTF-8');
     }
@@ -272,7 +284,7 @@ export async function createHttpListener(
       throw malformed('body is not valid JSON');
     }
     if (!isObject(body)) throw malformed('body must be a JSON object');
-    const decoded = REQUEST_DECODERS[route.kind](body, route);
+    const decoded = REQUEST_DECODERS[route.kind](body, route, blob);
     decoded.exchange.bytes = raw.length;
     trace.setModel(decoded.exchange.model ?? route.model);
 
@@ -288,6 +300,7 @@ export async function createHttpListener(
 
     let outBody: Buffer = wire;
     let changed = false;
+    let extraHeaders: Record<string, string> = {};
     let decision: Decision = 'allow';
     if (verdict) {
       decision = verdict.decision;
@@ -329,13 +342,20 @@ export async function createHttpListener(
         changed = false;
       }
       // unchanged requests go out byte-identical (and still compressed, if they came so)
-      if (changed) outBody = Buffer.from(JSON.stringify(body));
+      if (changed) {
+        if (decoded.encode) {
+          const enc = decoded.encode(body);
+          outBody = enc.body;
+          extraHeaders = enc.headers;
+        } else outBody = Buffer.from(JSON.stringify(body));
+      }
     }
 
     const headers = requestHeaders(req.headers);
     if (changed) {
       delete headers['content-encoding'];
       headers['content-length'] = String(outBody.length);
+      Object.assign(headers, extraHeaders);
     }
     // we inspect the response, so ask for it uncompressed (an encoded one is decoded below anyway)
     headers['accept-encoding'] = 'identity';
@@ -376,13 +396,23 @@ export async function createHttpListener(
         reason: 'response could not be decoded for inspection',
       });
     }
+    let outJson = plain;
+    let outBlob: Buffer | undefined;
+    const outBinary = headerValue(up.headers[BINARY_HEADER]);
+    if (route.kind === 'kserve-infer' && outBinary !== undefined) {
+      const split = splitBinary(plain, outBinary);
+      if (!split)
+        throw new GuardError('upstream_unavailable', { reason: 'binary tensor response is malformed' });
+      outJson = split.json;
+      outBlob = split.blob;
+    }
     let json: Json;
     try {
-      json = JSON.parse(plain.toString('utf8'));
+      json = JSON.parse(outJson.toString('utf8'));
     } catch {
       json = undefined;
     }
-    const dres: DecodedResponse | undefined = isObject(json) ? decode(json) : undefined;
+    const dres: DecodedResponse | undefined = isObject(json) ? decode(json, outBlob) : undefined;
     if (!dres) {
       // 2xx that is not a JSON object: nothing we can judge field by field, so not passed on unseen
       throw new GuardError('upstream_unavailable', { reason: 'response is not JSON' });
@@ -419,14 +449,21 @@ export async function createHttpListener(
       );
       return { decision: 'block', status: 403 };
     }
-    let send = out;
+    // we asked for identity: an encoded answer goes out decoded, whatever the client accepts
+    let send = plain;
     if (rv && rv.redactions.size) {
+      let applied = true;
       try {
         dres.collector.apply(rv.redactions);
       } catch (e) {
+        applied = false;
         engineFault(e, trace, 'output');
       }
-      send = Buffer.from(JSON.stringify(json));
+      if (applied && dres.encode) {
+        const enc = dres.encode(json);
+        send = enc.body;
+        Object.assign(rh, enc.headers);
+      } else if (applied) send = Buffer.from(JSON.stringify(json));
     }
     if (send !== out) {
       delete rh['content-encoding'];

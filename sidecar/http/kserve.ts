@@ -1,4 +1,5 @@
-// KServe Open Inference Protocol v2 REST (`/v2/models/{m}/infer`, BYTES tensors as JSON strings)
+// KServe Open Inference Protocol v2 REST (`/v2/models/{m}/infer`, BYTES tensors as JSON strings or
+// in the binary tensor extension, see kserve-binary.ts)
 // and Triton's generate extension (`/v2/models/{m}/generate[_stream]`, `text_input` → `text_output`).
 import { GuardError } from '../errors.js';
 import {
@@ -6,10 +7,12 @@ import {
   Collector,
   isObject,
   malformed,
+  type BodyEncoder,
   type DecodedRequest,
   type DecodedResponse,
   type Json,
 } from './exchange.js';
+import { BINARY_HEADER, binaryTensors } from './kserve-binary.js';
 
 /** Every string element of a BYTES tensor's (possibly nested) `data`, with a setter. */
 function bytesData(c: Collector, data: Json, path: string, source: 'user' | 'output') {
@@ -24,20 +27,33 @@ function bytesData(c: Collector, data: Json, path: string, source: 'user' | 'out
   if (Array.isArray(data)) walk(data);
 }
 
-export function decodeInferRequest(body: Record<string, Json>, model: string | undefined): DecodedRequest {
+export function decodeInferRequest(
+  body: Record<string, Json>,
+  model: string | undefined,
+  blob?: Buffer,
+): DecodedRequest {
   const c = new Collector();
   if (!Array.isArray(body.inputs)) throw malformed('inputs must be an array');
-  if (isObject(body.parameters) && body.parameters.binary_data_output === true) throw binaryUnsupported();
-  if (Array.isArray(body.outputs))
-    for (const o of body.outputs)
-      if (isObject(o) && isObject(o.parameters) && o.parameters.binary_data === true)
-        throw binaryUnsupported();
   body.inputs.forEach((inp: Json, i: number) => {
     if (!isObject(inp)) throw malformed(`inputs[${i}] must be an object`);
-    if (isObject(inp.parameters) && inp.parameters.binary_data_size !== undefined) throw binaryUnsupported();
-    if (inp.datatype === 'BYTES') bytesData(c, inp.data, `inputs[${i}]`, 'user');
+    const binary = isObject(inp.parameters) && inp.parameters.binary_data_size !== undefined;
+    if (binary && !blob) throw malformed(`inputs[${i}] has binary_data_size but the body has no binary part`);
+    if (!binary && inp.datatype === 'BYTES') bytesData(c, inp.data, `inputs[${i}]`, 'user');
   });
-  return kserveRequest(body, c, 'infer', model, body.inputs.length);
+  const d = kserveRequest(body, c, 'infer', model, body.inputs.length);
+  if (blob) {
+    const b = binaryTensors(c, body.inputs, blob, 'inputs', 'user');
+    if ('error' in b) throw malformed(b.error);
+    d.encode = binaryEncoder(b);
+  }
+  return d;
+}
+
+function binaryEncoder(b: { encode(header: Json): { body: Buffer; headerLength: number } }): BodyEncoder {
+  return (json) => {
+    const { body, headerLength } = b.encode(json);
+    return { body, headers: { [BINARY_HEADER]: String(headerLength) } };
+  };
 }
 
 export function decodeGenerateRequest(
@@ -88,20 +104,23 @@ function kserveRequest(
   };
 }
 
-function binaryUnsupported(): GuardError {
-  return new GuardError('unsupported_encoding', {
-    encoding: 'the binary tensor data extension',
-    hint: 'send BYTES tensors as JSON',
-  });
-}
-
-export function decodeInferResponse(body: Record<string, Json>): DecodedResponse {
+/** `blob`: the binary part when the response carries Inference-Header-Content-Length */
+export function decodeInferResponse(body: Record<string, Json>, blob?: Buffer): DecodedResponse {
   const c = new Collector();
-  if (Array.isArray(body.outputs))
-    body.outputs.forEach((o: Json, i: number) => {
-      if (isObject(o) && o.datatype === 'BYTES') bytesData(c, o.data, `outputs[${i}]`, 'output');
-    });
-  return kserveResponse(body, c, 'infer');
+  const outputs: Json[] = Array.isArray(body.outputs) ? body.outputs : [];
+  outputs.forEach((o: Json, i: number) => {
+    const binary = isObject(o) && isObject(o.parameters) && o.parameters.binary_data_size !== undefined;
+    if (isObject(o) && !binary && o.datatype === 'BYTES') bytesData(c, o.data, `outputs[${i}]`, 'output');
+  });
+  const d = kserveResponse(body, c, 'infer');
+  if (blob) {
+    const b = binaryTensors(c, outputs, blob, 'outputs', 'output');
+    // a model server whose answer does not add up: nothing we could judge, so nothing is passed on
+    if ('error' in b)
+      throw new GuardError('upstream_unavailable', { reason: 'binary tensor response is malformed' });
+    d.encode = binaryEncoder(b);
+  }
+  return d;
 }
 
 export function decodeGenerateResponse(body: Record<string, Json>): DecodedResponse {
