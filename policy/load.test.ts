@@ -310,6 +310,21 @@ describe('problems are collected, sorted and point at the key or value', () => {
     ).toEqual(['v.yaml:1:13: apiVersion: must be "inferguard.io/v1alpha1" (got "inferguard.io/v1")']);
   });
 
+  it('checks gRPC method names, argument lists and leak lengths; the CLI names unknown kinds', () => {
+    const text = policy(
+      "  grpc: { allowMethods: ['inference.GRPCInferenceService/ModelInfer'] }\n  tools: { allow: [{ name: f, args: { x: { enum: [] } } }] }\n  output: { systemPromptLeak: { minChars: 4 } }\n",
+    );
+    expect(validatePolicyText(text, 'g.yaml').map(formatProblem)).toEqual([
+      'g.yaml:5:26: spec.grpc.allowMethods[0]: must be "/package.Service/Method" or "/package.Service/*" (got "inference.GRPCInferenceService/ModelInfer")',
+      'g.yaml:6:50: tool "f" arg "x" enum: must not be empty',
+      'g.yaml:7:43: spec.output.systemPromptLeak.minChars: must be >= 8 (got 4)',
+    ]);
+    const other = 'apiVersion: inferguard.io/v1alpha1\nkind: Deployment\nmetadata: { name: x }\n';
+    expect(
+      resolveSources([{ file: 'k.yaml', text: other }], { allowPacks: true }).problems.map(formatProblem),
+    ).toEqual(['k.yaml:2:7: kind: must be "GuardPolicy" or "RulePack" (got "Deployment")']);
+  });
+
   it('loadPolicyText throws PolicyLoadError carrying every problem', () => {
     const text = policy("  mode: off\n  rules:\n    - { id: a.b, pattern: '(' }\n");
     expect(validatePolicyText(text, 'x.yaml').map(formatProblem)).toEqual([
