@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { scanText } from './scan.js';
 import { compiled } from './scanners/test-policy.js';
 import { createStreamScanner } from './stream.js';
 import type { Finding, StreamScanner } from './types.js';
@@ -182,5 +184,63 @@ describe('streaming matcher', () => {
     expect(r.blocked).toBe(false);
     expect(r.released).toBe(text);
     expect(r.findings.map((f) => f.action)).toEqual(['monitor']);
+  });
+});
+
+describe('streaming matcher, property: chunking never changes the outcome', () => {
+  const KEYS = ['AKIAABCDEFGHIJKLMNOP', 'AKIAZZZZYYYYXXXXWWWW'];
+  const piece = fc.oneof(
+    fc.constantFrom(...KEYS, ' ', '\n', 'hello ', 'world. ', 'ünïcode ', '\u200b', 'ａ'),
+    fc.string({ maxLength: 6 }),
+  );
+  const cuts = (text: string, points: number[]) => {
+    const ps = [...new Set(points.map((p) => p % (text.length + 1)))].sort((a, b) => a - b);
+    const out: string[] = [];
+    let last = 0;
+    for (const p of ps) {
+      out.push(text.slice(last, p));
+      last = p;
+    }
+    out.push(text.slice(last));
+    return out;
+  };
+
+  it('redact: the released stream equals redacting the whole text at once', () => {
+    const p = compiled({ rules: [{ ...AWS, action: 'redact' }] });
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 40 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (parts, points) => {
+          const text = parts.join('');
+          const whole = scanText(p, text, 'output');
+          const r = feed(createStreamScanner(p, { direction: 'output' }), cuts(text, points));
+          expect(r.released).toBe(whole.text ?? text);
+          expect(r.findings.map((f) => [f.start, f.end])).toEqual(
+            whole.findings.map((f) => [f.start, f.end]),
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('block: no key character sequence is ever released, and blocking matches the whole-text decision', () => {
+    const p = compiled({ rules: [AWS] });
+    fc.assert(
+      fc.property(
+        fc.array(piece, { maxLength: 40 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (parts, points) => {
+          const text = parts.join('');
+          const whole = scanText(p, text, 'output');
+          const r = feed(createStreamScanner(p, { direction: 'output' }), cuts(text, points));
+          expect(r.blocked).toBe(whole.decision === 'block');
+          if (r.blocked) expect(r.released.length).toBeLessThanOrEqual(whole.findings[0].start);
+          else expect(r.released).toBe(text);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
