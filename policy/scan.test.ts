@@ -343,3 +343,19 @@ describe('scanResponse', () => {
     expect(scanResponse(p, res(system), {}).decision).toBe('allow');
   });
 });
+
+describe('sources', () => {
+  it('narrow input rules only; in the output direction a rule with sources still applies', () => {
+    const p = compiled({ rules: [{ id: 'both', pattern: 'zebra', sources: ['user'] }] });
+    const res = scanResponse(p, {
+      operation: 'chat',
+      segments: [{ path: 'c', source: 'output', text: 'zebra' }],
+    });
+    expect(res.decision).toBe('block');
+    const req = scanRequest(p, {
+      operation: 'chat',
+      segments: [{ path: 'm', source: 'tool', text: 'zebra' }],
+    });
+    expect(req.decision).toBe('allow');
+  });
+});

@@ -188,7 +188,8 @@ export function scanTextDetailed(
   const sink: Sink = {
     group: direction === 'input' ? engine.input : engine.output,
     direction,
-    source: opts.source,
+    // `sources` narrow input rules only (types.ts): output text is all the model's
+    source: direction === 'input' ? opts.source : undefined,
     path: opts.path,
     mode: p.mode,
     maxDepth: p.limits.maxDecodeDepth,
