@@ -73,6 +73,8 @@ describe('entropy', () => {
       'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
       'password = "********"',
       'key = process.env.OPENAI_API_KEY',
+      'SECRET_KEY = settings.DJANGO_SECRET_KEY',
+      'token = jwt.encode',
     ]) {
       expect(entropy(m, {}), m).toBe(false);
     }
@@ -96,9 +98,9 @@ describe('ip', () => {
     for (const a of [
       '192.0.2.1',
       '8.8.8.8',
-      '10.0.0.255',
+      '203.0.113.42',
+      '172.32.0.1',
       '2001:db8::1',
-      '::ffff:192.0.2.1',
       '1:2:3:4:5:6:7:8',
     ]) {
       expect(ip(a, {}), a).toBe(true);
@@ -114,6 +116,20 @@ describe('ip', () => {
       '::',
       '1::2::3',
       '12345::1',
+    ]) {
+      expect(ip(a, {}), a).toBe(false);
+    }
+  });
+  it('rejects addresses that identify no one: loopback, private and link-local', () => {
+    for (const a of [
+      '127.0.0.1',
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.0.7',
+      '::1',
+      'fe80::1',
+      'fd12:3456::1',
     ]) {
       expect(ip(a, {}), a).toBe(false);
     }

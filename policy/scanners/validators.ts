@@ -127,6 +127,8 @@ export function isPlaceholder(value: string): boolean {
   // templating and environment references: ${VAR}, {{ var }}, <your-key>, %(name)s, $VAR, process.env.X
   if (/^\$\{.*\}$|^\{\{.*\}\}$|^<[^>]*>$|^%\(?\w*\)?s$|^\$[a-z_][\w]*$/i.test(value)) return true;
   if (/^(process\.env|os\.environ|env\(|getenv|secrets\.|vault:)/i.test(value)) return true;
+  // code references rather than literals: settings.SECRET_KEY, jwt.encode, self.token
+  if (/^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+$/.test(value)) return true;
   // masks and runs of one character: ********, xxxxxxxx, 00000000
   if (/^(.)\1{3,}$/.test(v)) return true;
   for (const w of PLACEHOLDER_WORDS) if (v.includes(w)) return true;
@@ -161,13 +163,21 @@ export function entropy(match: string, rule: { minEntropy?: number }): boolean {
 }
 
 /**
- * IP addresses: a well-formed IPv4 dotted quad (octets 0–255, no leading zeros) other than the
- * unspecified 0.0.0.0 and the broadcast 255.255.255.255, or an IPv6 address with valid groups.
+ * IP addresses that can point at a person: a well-formed IPv4 dotted quad (octets 0–255, no leading
+ * zeros) or IPv6 address, excluding the ones that identify no one — unspecified, broadcast, loopback,
+ * private (RFC 1918, IPv6 unique-local) and link-local ranges, which appear in every router manual.
  */
 export function ip(match: string): boolean {
   const s = match.trim();
-  if (s.includes('.') && !s.includes(':')) return ipv4(s);
-  if (s.includes(':')) return ipv6(s);
+  if (s.includes('.') && !s.includes(':')) return ipv4Public(s);
+  if (s.includes(':')) {
+    if (!ipv6(s)) return false;
+    const first = s.toLowerCase().split(':')[0];
+    // ::1 loopback (and other addresses starting with ::), fe80::/10 link-local, fc00::/7 unique-local
+    if (first === '') return !/^::1$/.test(s) && !/^::ffff:/i.test(s);
+    if (/^fe[89ab]/.test(first) || /^f[cd]/.test(first)) return false;
+    return true;
+  }
   return false;
 }
 
@@ -180,6 +190,16 @@ function ipv4(s: string): boolean {
     if (Number(p) > 255) return false;
   }
   return s !== '0.0.0.0' && s !== '255.255.255.255';
+}
+
+function ipv4Public(s: string): boolean {
+  if (!ipv4(s)) return false;
+  const [a, b] = s.split('.').map(Number);
+  if (a === 0 || a === 10 || a === 127) return false;
+  if (a === 172 && b >= 16 && b <= 31) return false;
+  if (a === 192 && b === 168) return false;
+  if (a === 169 && b === 254) return false;
+  return true;
 }
 
 function ipv6(s: string): boolean {
