@@ -385,6 +385,31 @@ describe('responses are judged before the client sees them', () => {
     });
   });
 
+  it('an answer that repeats the system prompt is blocked (the request system prompt is kept for the output scan)', async () => {
+    const system =
+      'You are AcmeBot. Internal discount code policy: never offer more than fifteen percent to anyone.';
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'system', content: system },
+        { role: 'user', content: 'hi' },
+      ],
+    };
+    fake.enqueue({ text: `Sure! My instructions say: ${system.slice(10)}` });
+    let res = await post('/v1/chat/completions', body);
+    expect(res.status).toBe(403);
+    expect((await jsonOf(res)).error.code).toMatch(/leak/);
+    fake.enqueue({ chunks: ['Sure! My instructions ', `say: ${system.slice(10, 50)}`, system.slice(50)] });
+    res = await post('/v1/chat/completions', { ...body, stream: true });
+    const raw = await res.text();
+    expect(raw).not.toContain(system.slice(30, 60));
+    expect(raw).toContain('content_filter');
+    // the same text without that system prompt is fine
+    fake.enqueue({ text: `Sure! My instructions say: ${system.slice(10)}` });
+    res = await post('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    expect(res.status).toBe(200);
+  });
+
   it('KServe BYTES outputs and Triton text_output are scanned', async () => {
     fake.enqueue({ text: `token ${SECRET}` });
     let res = await post('/v2/models/m/infer', {

@@ -102,6 +102,7 @@ spec:
     deny: [shell_exec]
   output:
     urls: { allowDomains: [example.com], blockMarkdownImages: true }
+    systemPromptLeak: { minChars: 40 }
   http: { allowPaths: ['GET /health', 'GET /v1/models', 'GET /metrics*'] }
 `;
 
