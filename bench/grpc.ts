@@ -1,6 +1,7 @@
 // gRPC data-plane benchmark: the same KServe v2 calls direct to a zero-latency model server, through
-// nginx `grpc_pass` (the reference floor: a plain HTTP/2 proxy that inspects nothing), and through the
-// sidecar's gRPC listener with an empty policy and with the built-in default policy. Unary ModelInfer
+// nginx `grpc_pass` (the reference floor: a plain HTTP/2 proxy that inspects nothing), through the
+// sidecar's grpc-js relay with nothing decoded (what grpc-js costs), and through the sidecar's gRPC
+// listener with an empty policy and with the built-in default policy. Unary ModelInfer
 // (4 KiB prompt) and ModelStreamInfer (one request, 8 responses), 1 and 64 calls in flight, one run.
 //
 //   npx tsx bench/grpc.ts            (or through bench/run.ts)
@@ -85,11 +86,14 @@ async function precomputed(): Promise<{ unary: Buffer; stream: Buffer[] }> {
   return { unary, stream };
 }
 
-async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Promise<void> {
-  const { startGrpcListener } = await import('../sidecar/grpc/index.js');
+type Contender = 'empty' | 'default' | 'passthrough';
+
+async function roleSidecar(upstreamPort: number, which: Contender): Promise<void> {
+  const { startGrpcListener, disableNagle } = await import('../sidecar/grpc/index.js');
+  const { Forwarder, identity } = await import('../sidecar/grpc/proxy.js');
   const { defaultPolicy, emptyPolicy } = await import('../policy/index.js');
   const { pino } = await import('pino');
-  let policy;
+  let policy: import('../policy/index.js').CompiledPolicy;
   try {
     policy = which === 'default' ? defaultPolicy() : emptyPolicy();
   } catch (err) {
@@ -107,16 +111,39 @@ async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Pr
     upstream() {},
     end() {},
   };
-  const listener = await startGrpcListener(
-    {
-      policy: () => policy,
-      fail: 'closed',
-      telemetry: { startRequest: () => noop, policyReloaded() {}, shutdown: async () => {} },
-      log: pino({ level: 'silent' }),
-      pod: {},
-    },
-    { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: upstreamPort } },
-  );
+  const ctx = {
+    policy: () => policy,
+    fail: 'closed' as const,
+    telemetry: { startRequest: () => noop, policyReloaded() {}, shutdown: async () => {} },
+    log: pino({ level: 'silent' }),
+    pod: {},
+  };
+  if (which === 'passthrough') {
+    // the same grpc-js relay with nothing decoded or scanned: what grpc-js itself costs
+    const client = new grpc.Client(`127.0.0.1:${upstreamPort}`, grpc.credentials.createInsecure());
+    const fwd = new Forwarder(ctx, client);
+    const server = new grpc.Server();
+    server.register(`${SVC}/ModelInfer`, fwd.unary(`${SVC}/ModelInfer`, 'none'), identity, identity, 'unary');
+    server.register(
+      `${SVC}/ModelStreamInfer`,
+      fwd.stream(`${SVC}/ModelStreamInfer`, 'none'),
+      identity,
+      identity,
+      'bidi',
+    );
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+        e ? rej(e) : res(p),
+      ),
+    );
+    disableNagle(server);
+    process.send!({ port });
+    return;
+  }
+  const listener = await startGrpcListener(ctx, {
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { host: '127.0.0.1', port: upstreamPort },
+  });
   process.send!({ port: listener.address.port });
 }
 
@@ -290,10 +317,11 @@ export async function run(): Promise<void> {
   const targets: { name: string; port?: number; note?: string }[] = [{ name: 'direct', port: upstream.port }];
   const nginx = await startNginx(upstream.port!);
   targets.push({ name: 'nginx grpc_pass', port: nginx.port, note: nginx.error });
-  for (const which of ['empty', 'default'] as const) {
+  for (const which of ['passthrough', 'empty', 'default'] as const) {
     const s = await child(['--role', 'sidecar', String(upstream.port), which]);
     children.push(s.proc);
-    targets.push({ name: `sidecar (${which} policy)`, port: s.port, note: s.error });
+    const name = which === 'passthrough' ? 'grpc-js relay, no inspection' : `sidecar (${which} policy)`;
+    targets.push({ name, port: s.port, note: s.error });
   }
   for (const t of targets) if (t.note) notes.push(`${t.name}: not measured (${t.note})`);
 
@@ -360,7 +388,7 @@ if (process.argv[1] === HERE) {
   if (argv[0] === '--role') process.on('SIGTERM', () => process.exit(0));
   if (argv[0] === '--role' && argv[1] === 'upstream') await roleUpstream();
   else if (argv[0] === '--role' && argv[1] === 'sidecar')
-    await roleSidecar(Number(argv[2]), argv[3] as 'empty' | 'default');
+    await roleSidecar(Number(argv[2]), argv[3] as Contender);
   else {
     await run();
     process.exit(0);

@@ -164,7 +164,7 @@ function unknownMethod(ctx: SidecarContext, fwd: Forwarder, path: string) {
  * response after the first waits for the client's delayed ACK (up to 40 ms). grpc-js keeps its
  * http2 servers in a private map; without it (a future grpc-js) calls still work, only slower.
  */
-function disableNagle(server: Server): void {
+export function disableNagle(server: Server): void {
   const servers = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
   if (!(servers instanceof Map)) return;
   for (const srv of servers.keys()) {
