@@ -2,12 +2,13 @@
 // workload and e2e/kind.sh. No Docker daemon or cluster here, so these read the files the way
 // `docker build` and the API server would trip over them.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { Namespace, Service } from 'kubernetes-models/v1';
+import { ConfigMap, Namespace, Service } from 'kubernetes-models/v1';
 import { runCli } from '../testing/cli.js';
 import { dockerignore, parseDockerfile, read, ROOT } from './dockerfile.js';
 
@@ -150,15 +151,36 @@ describe('images', () => {
 describe('helm/examples/vllm.yaml', () => {
   const docs = parseAllDocuments(read('helm/examples/vllm.yaml')).map((d) => d.toJS());
 
-  it('is a valid Namespace, Deployment and Service', () => {
-    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'Deployment', 'Service']);
+  it('is a valid Namespace, policy ConfigMap, Deployment and Service', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ConfigMap', 'Deployment', 'Service']);
     new Namespace(docs[0]).validate();
-    new Deployment(docs[1]).validate();
-    new Service(docs[2]).validate();
+    new ConfigMap(docs[1]).validate();
+    new Deployment(docs[2]).validate();
+    new Service(docs[3]).validate();
+  });
+
+  it('its policy is valid, and allows the readiness probe the sidecar sees in redirect mode', async () => {
+    const [, cm, deploy] = docs;
+    expect(cm.metadata.labels['inferguard.io/policy']).toBe('true');
+    expect(deploy.spec.template.metadata.annotations['inferguard.io/policy']).toBe(cm.metadata.name);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ig-example-'));
+    try {
+      writeFileSync(path.join(dir, 'policy.yaml'), cm.data['policy.yaml']);
+      const r = await runCli(['policy', 'validate', path.join(dir, 'policy.yaml')]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const probe = deploy.spec.template.spec.containers[0].readinessProbe.httpGet;
+    expect(parse(cm.data['policy.yaml']).spec.http.allowPaths).toContain(`GET ${probe.path}`);
+    // and the injector accepts the example as it is
+    const r = await runCli(['inject', '-f', path.join(ROOT, 'helm/examples/vllm.yaml')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('inferguard-sidecar');
   });
 
   it('opts in by namespace label and pod annotation, and the Service targets the model port by name', () => {
-    const [ns, deploy, svc] = docs;
+    const [ns, , deploy, svc] = docs;
     expect(ns.metadata.labels['inferguard.io/injection']).toBe('enabled');
     const annotations = deploy.spec.template.metadata.annotations;
     expect(annotations['inferguard.io/inject']).toBe('true');
