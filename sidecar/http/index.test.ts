@@ -542,6 +542,8 @@ describe('the upstream', () => {
       expect(res.status).toBe(502);
       expect((await jsonOf(res)).error).toMatchObject({ type: 'upstream_unavailable' });
       expect(await l.upstreamReady()).toBe(false);
+      // an allowed pass-through route too
+      expect((await fetch(listenerUrl(l) + '/health')).status).toBe(502);
     } finally {
       await l.close(100);
     }

@@ -226,13 +226,9 @@ export async function createHttpListener(
     const hasBody =
       req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     const t0 = performance.now();
-    const up = await pool.request({
-      path: url,
-      method: method as 'GET',
-      headers,
-      body: hasBody ? req : null,
-      signal,
-    });
+    const up = await pool
+      .request({ path: url, method: method as 'GET', headers, body: hasBody ? req : null, signal })
+      .catch(rethrowUpstream);
     trace.upstream((performance.now() - t0) / 1000);
     res.writeHead(up.statusCode, responseHeaders(up.headers));
     for await (const chunk of up.body) await writeOut(res, chunk);
