@@ -465,6 +465,13 @@ export async function startFakeTriton(
     ),
   );
 
+  // like Triton (C++ gRPC), answer with TCP_NODELAY: Node's http2 server leaves Nagle on
+  const servers = (server as unknown as { http2Servers?: Map<import('node:net').Server, unknown> })
+    .http2Servers;
+  if (servers instanceof Map)
+    for (const srv of servers.keys())
+      srv.on('connection', (s: import('node:net').Socket) => s.setNoDelay(true));
+
   return {
     port,
     target: `${host}:${port}`,
