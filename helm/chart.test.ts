@@ -163,6 +163,34 @@ describe('templates', () => {
     expect(unused).toEqual([]);
   });
 
+  it('docs/install.md documents every value (a key or the map holding it)', () => {
+    const docs = readFileSync(path.join(HERE, '..', 'docs', 'install.md'), 'utf8');
+    // keys appear in the values table as `a.b.c`, or as `a.b` / `.c` when a row covers siblings
+    const documented = (keys: string[]) =>
+      keys.some(
+        (_, i) =>
+          (keys.length - i >= 2 || keys.length === 1) &&
+          docs.includes('`' + keys.slice(0, keys.length - i).join('.') + '`'),
+      ) || docs.includes('`.' + keys.at(-1) + '`');
+    const missing: string[] = [];
+    const walk = (o: any, prefix: string[]) => {
+      for (const [k, v] of Object.entries(o)) {
+        const p = [...prefix, k];
+        if (
+          v &&
+          typeof v === 'object' &&
+          !Array.isArray(v) &&
+          Object.keys(v).length > 0 &&
+          !docs.includes('`' + p.join('.') + '`')
+        ) {
+          walk(v, p);
+        } else if (!documented(p)) missing.push(p.join('.'));
+      }
+    };
+    walk(values, []);
+    expect(missing).toEqual([]);
+  });
+
   it('every include names a defined template', () => {
     const defined = new Set([...templates['_helpers.tpl'].matchAll(/define "([^"]+)"/g)].map((m) => m[1]));
     for (const [file, src] of Object.entries(templates)) {
