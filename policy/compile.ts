@@ -26,7 +26,7 @@ import type {
 } from './types.js';
 import { VALIDATORS, type Validator } from './scanners/validators.js';
 import { maxMatchLength } from './scanners/holdback.js';
-import { prefilter } from './scanners/prefilter.js';
+import { prefilter, withoutCaptures } from './scanners/prefilter.js';
 
 export interface CompiledPolicy {
   readonly name: string;
@@ -115,6 +115,18 @@ export const MARK_PERCENT = -2;
 const ENCODED_BASE64_HINT = '[A-Za-z0-9+/_-]{16}';
 const ENCODED_PERCENT_HINT = '%[0-9A-Fa-f]{2}[^\\s%]*%[0-9A-Fa-f]{2}';
 
+/** the rule's own RE2: without capture groups unless a validator needs group 1 */
+function compileOffsets(pattern: string, keepGroups: boolean): RE2 {
+  if (!keepGroups) {
+    try {
+      return new RE2(withoutCaptures(pattern), 'gu');
+    } catch {
+      // fall through: the pattern as written (load.ts has checked it compiles)
+    }
+  }
+  return new RE2(pattern, 'gu');
+}
+
 function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
   return {
     id: r.id,
@@ -125,7 +137,7 @@ function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
     validate: r.validate ? VALIDATORS[r.validate] : undefined,
     validatorName: r.validate,
     minEntropy: r.minEntropy,
-    re: new RE2(r.pattern, 'gu'),
+    re: compileOffsets(r.pattern, r.validate !== undefined),
     maxLength: maxMatchLength(r.pattern),
   };
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import RE2 from 're2';
 import { parse } from 'yaml';
-import { prefilter } from './prefilter.js';
+import { prefilter, withoutCaptures } from './prefilter.js';
 import { normalize } from '../normalize.js';
 
 const PACKS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'packs');
@@ -59,5 +59,20 @@ describe('prefilter', () => {
       }
     }
     expect(checked).toBeGreaterThan(20);
+  });
+});
+
+describe('withoutCaptures', () => {
+  it('turns capturing groups into non-capturing ones, leaving classes, escapes and flags alone', () => {
+    expect(withoutCaptures(String.raw`(a+)+$`)).toBe(String.raw`(?:a+)+$`);
+    expect(withoutCaptures(String.raw`(?P<k>x)(?<v>y)(?i:z)(?i)\(\)[()](w)`)).toBe(
+      String.raw`(?:x)(?:y)(?i:z)(?i)\(\)[()](?:w)`,
+    );
+    expect(withoutCaptures(String.raw`[](]\[(a)`)).toBe(String.raw`[](]\[(?:a)`);
+    for (const p of [String.raw`(a|b(c))\d{2}`, String.raw`[^)(]+(x)`]) {
+      const a = new RE2(p, 'u');
+      const b = new RE2(withoutCaptures(p), 'u');
+      for (const t of ['abc12', 'ac', 'zz)x', '((x']) expect(b.exec(t)?.[0]).toBe(a.exec(t)?.[0]);
+    }
   });
 });

@@ -266,3 +266,48 @@ export function prefilter(pattern: string): Prefilter {
   }
   return { pattern: cut };
 }
+
+/**
+ * The pattern with every capturing group made non-capturing. Offsets need only the match bounds, which
+ * RE2 finds with its DFAs; asking for submatches makes it run a slower engine over the whole match.
+ * Rules with a validator keep their groups (the validator reads group 1).
+ */
+export function withoutCaptures(pattern: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      out += pattern.slice(i, i + 2);
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      out += c;
+      // a ] right after [ or [^ is a literal
+      if (pattern[i + 1] === '^') out += pattern[++i];
+      if (pattern[i + 1] === ']') out += pattern[++i];
+      continue;
+    }
+    if (c === '(') {
+      if (pattern[i + 1] !== '?') {
+        out += '(?:';
+        continue;
+      }
+      const named = /^\(\?P?<[A-Za-z_][A-Za-z0-9_]*>/.exec(pattern.slice(i));
+      if (named) {
+        out += '(?:';
+        i += named[0].length - 1;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
