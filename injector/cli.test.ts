@@ -69,6 +69,27 @@ describe('inferguard inject', () => {
     );
   });
 
+  it('a policy ConfigMap the validating webhook would reject fails the run with policy.yaml:LINE:COL', async () => {
+    const input = [
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata: { name: acme-chat, namespace: models, labels: { inferguard.io/policy: "true" } }',
+      'data:',
+      '  policy.yaml: |',
+      '    apiVersion: inferguard.io/v1alpha1',
+      '    kind: GuardPolicy',
+      '    metadata: { name: acme-chat }',
+      '    spec:',
+      "      rules: [{ id: acme.x, pattern: '(a', action: block }]",
+    ].join('\n');
+    const r = await runCli(['inject', '-f', '-'], { input });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^inferguard inject: ConfigMap models\/acme-chat: denied: invalid_policy: policy\.yaml:5:\d+: /,
+    );
+  });
+
   it('reports skipped opt-ins on stderr, and usage errors exit 2', async () => {
     const r = await runCli(['inject', '-f', golden('skipped.input.yaml')]);
     expect(r.code).toBe(0);

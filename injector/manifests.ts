@@ -2,6 +2,7 @@
 // documents out with injected pod templates. Parsing keeps document order; documents the injector
 // does not touch are re-serialised as data (comments are not kept, as with `istioctl kube-inject`).
 import { parseAllDocuments, stringify } from 'yaml';
+import { checkPolicyConfigMap } from './policy-configmap.js';
 import {
   denialMessage,
   describeObject,
@@ -64,11 +65,24 @@ export function injectObjects(
   ctx: MutateContext = {},
 ): InjectReport {
   const results = objects.map((o) => mutate(o, settings, ctx));
-  const bad = results.findIndex((r) => r.outcome === 'denied');
   const report: InjectReport = { objects: results.map((r) => r.object), results };
+  const bad = results.findIndex((r) => r.outcome === 'denied');
   if (bad >= 0) {
     const r = results[bad];
     report.denied = { object: describeObject(objects[bad]), reason: r.reason, message: denialMessage(r) };
+    return report;
+  }
+  // what the validating webhook would reject at `kubectl apply`
+  for (const o of objects) {
+    const check = checkPolicyConfigMap(o);
+    if (!check.ok) {
+      report.denied = {
+        object: describeObject(o),
+        reason: check.reason,
+        message: `${check.reason}: ${check.message}`,
+      };
+      return report;
+    }
   }
   return report;
 }

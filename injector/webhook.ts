@@ -11,14 +11,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SecureContextOptions } from 'node:tls';
 import jsonpatch from 'fast-json-patch';
 import { Counter, Histogram, Registry, collectDefaultMetrics, Gauge } from 'prom-client';
-import { formatProblem, validatePolicyText, type PolicyProblem } from '../policy/index.js';
-import { POLICY_CONFIGMAP_KEY, POLICY_CONFIGMAP_LABEL } from './annotations.js';
+import { checkPolicyConfigMap } from './policy-configmap.js';
 import { denialMessage, describeObject, mutate, type InjectorSettings } from './mutate.js';
 
 export { denialMessage };
 
 export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024;
-const MAX_PROBLEMS_SHOWN = 20;
 
 type Obj = Record<string, any>;
 
@@ -118,37 +116,18 @@ export function admitPolicy(req: Obj): AdmissionOutcome {
   if (req.operation === 'DELETE' || cm === null || typeof cm !== 'object') {
     return { response: { uid, allowed: true }, result: 'allowed', reason: 'nothing_to_validate' };
   }
-  if (cm.metadata?.labels?.[POLICY_CONFIGMAP_LABEL] !== 'true') {
-    return { response: { uid, allowed: true }, result: 'allowed', reason: 'not_a_policy' };
-  }
-  const deny = (reason: string, message: string, code = 422): AdmissionOutcome => ({
+  const check = checkPolicyConfigMap(cm);
+  if (check.ok) return { response: { uid, allowed: true }, result: 'allowed', reason: check.reason };
+  const code = check.reason === 'validation_error' ? 500 : 422;
+  return {
     response: {
       uid,
       allowed: false,
-      status: { code, reason: code === 422 ? 'Invalid' : 'InternalError', message },
+      status: { code, reason: code === 422 ? 'Invalid' : 'InternalError', message: check.message },
     },
     result: code === 422 ? 'denied' : 'error',
-    reason,
-  });
-  const text = cm.data?.[POLICY_CONFIGMAP_KEY];
-  if (typeof text !== 'string') {
-    return deny(
-      'missing_policy_key',
-      `${POLICY_CONFIGMAP_KEY}:1:1: a ConfigMap labelled ${POLICY_CONFIGMAP_LABEL}: "true" must hold its policy under data."${POLICY_CONFIGMAP_KEY}"`,
-    );
-  }
-  let problems: PolicyProblem[];
-  try {
-    problems = validatePolicyText(text, POLICY_CONFIGMAP_KEY);
-  } catch (err) {
-    // an engine fault rejects (fail closed): a policy we could not check is not known to be good
-    return deny('validation_error', `policy validation failed: ${(err as Error).message}`, 500);
-  }
-  if (problems.length === 0)
-    return { response: { uid, allowed: true }, result: 'allowed', reason: 'valid_policy' };
-  const shown = problems.slice(0, MAX_PROBLEMS_SHOWN).map(formatProblem);
-  if (problems.length > MAX_PROBLEMS_SHOWN) shown.push(`… and ${problems.length - MAX_PROBLEMS_SHOWN} more`);
-  return deny('invalid_policy', shown.join('\n'));
+    reason: check.reason,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
