@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliArgv } from '../testing/cli.js';
-import { DEFAULT_SETTINGS, mutate } from '../injector/mutate.js';
+import { DEFAULT_SETTINGS, mutate } from '../injector/index.js';
 import { createLink, netnsUnavailable, type Link } from './netns.js';
 
 const MODEL_PORT = 8000;
