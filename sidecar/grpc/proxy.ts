@@ -196,6 +196,8 @@ export class Forwarder {
 /**
  * Relay messages from `from` to `to`, pausing `from` while `to` is over its high-water mark. `map`
  * may swallow a message (returns undefined) after failing the call.
+ * Note: grpc-js completes a write once Node's HTTP/2 layer has queued it, regardless of the peer's
+ * flow-control window, so `to` only backs up when grpc-js itself is behind (see docs/grpc.md).
  */
 export function pipeWithBackpressure(
   from: Readable,
