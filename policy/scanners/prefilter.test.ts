@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,49 @@ describe('prefilter', () => {
       expect(prefilter(pattern).pattern).toBe(want);
     });
   }
+
+  it('keeps flag setters that reach a chosen segment, across alternation branches', () => {
+    const f = prefilter(String.raw`ab.{0,50}(?i)cdefgh.{0,50}|xyz`).pattern!;
+    expect(f).toBe('(?i)cdefgh|(?i)xyz');
+    expect(new RE2(f, 'u').test('XYZ')).toBe(true);
+    expect(prefilter(String.raw`zz.{0,50}q(?i)|XYZ`).pattern).toBe('zz|(?i)XYZ');
+  });
+
+  it('never misses on generated patterns and texts', () => {
+    const atom = fc.constantFrom(
+      'ab',
+      'X',
+      String.raw`\s+`,
+      '.{0,12}',
+      '[a-z]{9,12}',
+      '(?i)',
+      '(?-i)',
+      String.raw`\b`,
+      'y*',
+      'z+',
+      '(?:x|yz)',
+      '(?:ab){2,9}',
+      '[^ ]{0,20}',
+      '(?i:q)',
+    );
+    const seq = fc.array(atom, { minLength: 1, maxLength: 6 }).map((a) => a.join(''));
+    const pattern = fc.array(seq, { minLength: 1, maxLength: 3 }).map((b) => b.join('|'));
+    const text = fc.string({
+      unit: fc.constantFrom('a', 'b', 'x', 'y', 'z', 'q', 'X', 'Y', 'Q', 'A', 'B', ' ', '.'),
+      maxLength: 60,
+    });
+    fc.assert(
+      fc.property(pattern, fc.array(text, { minLength: 1, maxLength: 5 }), (p, texts) => {
+        const full = new RE2(p, 'u');
+        const f = prefilter(p).pattern;
+        if (f === null) return;
+        const pre = new RE2(f, 'u');
+        for (const t of texts)
+          if (full.test(t)) expect(pre.test(t), `${p} ⊄ ${f} on ${JSON.stringify(t)}`).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
 
   it('falls back to the full pattern when it cannot parse it', () => {
     expect(prefilter(String.raw`\Qa+b\E{20}`).pattern).toBe(String.raw`\Qa+b\E{20}`);

@@ -199,13 +199,13 @@ function prefixAlternation(branches: Item[][]): string {
  * item's head) occurs inside any match, so the set may use whichever is most selective — the one with the
  * most literal characters. Flag setters in front of the chosen run are kept.
  */
-function substringSequence(items: Item[]): string {
+function substringSequence(items: Item[], inherited: string): [string, string] {
   let best = '';
   let bestStrength = -1;
-  let flags = '';
+  let flags = inherited;
   let run = '';
   let runStrength = 0;
-  let runFlags = '';
+  let runFlags = inherited;
   const close = (tail: string, tailStrength: number) => {
     const text = run + tail;
     const st = runStrength + tailStrength;
@@ -232,12 +232,23 @@ function substringSequence(items: Item[]): string {
     runFlags = flags;
   }
   close('', 0);
-  return best;
+  return [best, flags];
 }
 
+/**
+ * In RE2 a flag setter like `(?i)` lasts to the end of its group, across `|`: each branch's segment is
+ * prefixed with every setter written before it, in this branch or an earlier one.
+ */
 function substringAlternation(branches: Item[][]): string {
-  const parts = branches.map(substringSequence);
-  return parts.some((p) => p === '') ? '' : parts.join('|');
+  const parts: string[] = [];
+  let flags = '';
+  for (const b of branches) {
+    const [seg, after] = substringSequence(b, flags);
+    if (seg === '') return '';
+    parts.push(seg);
+    flags = after;
+  }
+  return parts.join('|');
 }
 
 export interface Prefilter {
