@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import RE2 from 're2';
 import { maxMatchLength } from './holdback.js';
 
@@ -42,5 +43,45 @@ describe('maxMatchLength', () => {
       expect(m).not.toBeNull();
       expect(m![0].length).toBeLessThanOrEqual(maxMatchLength(p));
     }
+  });
+
+  it('never undercounts on generated patterns and texts', () => {
+    const atom = fc.constantFrom(
+      'ab',
+      'X',
+      '😀',
+      String.raw`\s{1,3}`,
+      '.{0,4}',
+      '[a-z]{2,3}',
+      '(?i)',
+      String.raw`\b`,
+      'y?',
+      '(?:x|yz)',
+      '(?:ab){2,3}',
+      '[^ ]{0,2}',
+      String.raw`\p{L}`,
+      '$',
+    );
+    const seq = fc.array(atom, { minLength: 1, maxLength: 6 }).map((a) => a.join(''));
+    const pattern = fc.array(seq, { minLength: 1, maxLength: 3 }).map((b) => b.join('|'));
+    const text = fc.string({
+      unit: fc.constantFrom('a', 'b', 'x', 'y', 'z', 'X', ' ', '😀', 'é'),
+      maxLength: 40,
+    });
+    fc.assert(
+      fc.property(pattern, fc.array(text, { minLength: 1, maxLength: 5 }), (p, texts) => {
+        const bound = maxMatchLength(p);
+        const re = new RE2(p, 'gu');
+        for (const t of texts) {
+          re.lastIndex = 0;
+          let m: RegExpExecArray | null;
+          while ((m = re.exec(t)) !== null) {
+            expect(m[0].length, `${p} on ${JSON.stringify(t)}`).toBeLessThanOrEqual(bound);
+            if (m[0].length === 0) re.lastIndex++;
+          }
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
