@@ -38,6 +38,7 @@ async function roleUpstream(): Promise<void> {
     defaultScript: { chunks: Array.from({ length: STREAM_CHUNKS }, () => piece) },
   });
   process.send!({ port: fake.port });
+  answerCpu();
 }
 
 async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Promise<void> {
@@ -72,6 +73,16 @@ async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Pr
     { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: upstreamPort } },
   );
   process.send!({ port: listener.address.port });
+  answerCpu();
+}
+
+/** children report their CPU time on request, so the driver can charge each proxy its own cost */
+function answerCpu(): void {
+  process.on('message', (m: { cmd?: string }) => {
+    if (m?.cmd !== 'cpu') return;
+    const u = process.cpuUsage();
+    process.send!({ cpu: u.user + u.system });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,6 +103,31 @@ function child(args: string[]): Promise<{ proc: ChildProcess; port?: number; err
   });
 }
 
+/** CPU time (µs) a process has used: ask a node child over IPC, read /proc for nginx */
+async function cpuOf(t: { proc?: ChildProcess; pid?: number }): Promise<number | undefined> {
+  if (t.proc) {
+    const proc = t.proc;
+    return new Promise((resolve) => {
+      const on = (m: { cpu?: number }) => {
+        if (m?.cpu === undefined) return;
+        proc.off('message', on);
+        resolve(m.cpu);
+      };
+      proc.on('message', on);
+      proc.send({ cmd: 'cpu' });
+    });
+  }
+  if (t.pid === undefined) return undefined;
+  try {
+    const { readFileSync } = await import('node:fs');
+    const f = readFileSync(`/proc/${t.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime and stime are fields 14 and 15 (1-based); f starts at field 3
+    return ((Number(f[11]) + Number(f[12])) / 100) * 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer();
@@ -102,11 +138,14 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startNginx(upstreamPort: number): Promise<{ port?: number; stop(): void; error?: string }> {
+async function startNginx(
+  upstreamPort: number,
+): Promise<{ port?: number; pid?: number; stop(): void; error?: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'inferguard-bench-nginx-'));
   const port = await freePort();
   const conf = `worker_processes 1;
 daemon off;
+master_process off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
 events { worker_connections 4096; }
@@ -157,7 +196,7 @@ http {
     stop();
     return { stop() {}, error: failed };
   }
-  return { port, stop };
+  return { port, pid: proc.pid, stop };
 }
 
 interface Result {
@@ -165,8 +204,12 @@ interface Result {
   p99: number;
   rps: number;
   errors: number;
-  /** streams: time to the first body byte and to the end */
+  /** streams: time to the first body byte */
   ttfb50?: number;
+  /** requests sent, warm-up included */
+  total?: number;
+  /** CPU time the proxy process (or, for direct, the upstream) spent per request, µs */
+  cpuPerReq?: number;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -193,6 +236,7 @@ async function measure(
   const lat: number[] = [];
   const ttfb: number[] = [];
   let errors = 0;
+  let total = 0;
   let recording = false;
   let stop = false;
   const worker = async (): Promise<void> => {
@@ -214,6 +258,7 @@ async function measure(
       } catch {
         ok = false;
       }
+      total++;
       if (!recording) continue;
       if (ok) {
         lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -238,6 +283,7 @@ async function measure(
     p99: pct(lat, 99),
     rps: lat.length / elapsed,
     errors,
+    total,
     ...(kind === 'stream' ? { ttfb50: pct(ttfb, 50) } : {}),
   };
 }
@@ -251,13 +297,14 @@ export async function run(): Promise<void> {
   const notes: string[] = [];
   const upstream = await child(['--role', 'upstream']);
   children.push(upstream.proc);
-  const targets: { name: string; port?: number; note?: string }[] = [{ name: 'direct', port: upstream.port }];
+  type Target = { name: string; port?: number; note?: string; proc?: ChildProcess; pid?: number };
+  const targets: Target[] = [{ name: 'direct', port: upstream.port, proc: upstream.proc }];
   const nginx = await startNginx(upstream.port!);
-  targets.push({ name: 'nginx proxy_pass', port: nginx.port, note: nginx.error });
+  targets.push({ name: 'nginx proxy_pass', port: nginx.port, note: nginx.error, pid: nginx.pid });
   for (const which of ['empty', 'default'] as const) {
     const s = await child(['--role', 'sidecar', String(upstream.port), which]);
     children.push(s.proc);
-    targets.push({ name: `sidecar (${which} policy)`, port: s.port, note: s.error });
+    targets.push({ name: `sidecar (${which} policy)`, port: s.port, note: s.error, proc: s.proc });
   }
   for (const t of targets) if (t.note) notes.push(`${t.name}: not measured (${t.note})`);
 
@@ -267,7 +314,13 @@ export async function run(): Promise<void> {
       for (const inflight of [1, 64]) {
         for (const t of targets) {
           if (t.port === undefined) continue;
-          rows.push({ target: t.name, kind, inflight, r: await measure(t.port, kind, inflight, prompt) });
+          const before = await cpuOf(t);
+          const r = await measure(t.port, kind, inflight, prompt);
+          const after = await cpuOf(t);
+          // warm-up requests are charged too, so this slightly overstates; the same for every target
+          if (before !== undefined && after !== undefined && r.total)
+            r.cpuPerReq = (after - before) / r.total;
+          rows.push({ target: t.name, kind, inflight, r });
         }
       }
     }
@@ -288,9 +341,9 @@ export async function run(): Promise<void> {
   const f = (n: number | undefined, d = 3): string =>
     n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
   console.log(
-    '\n| call | in flight | target | p50 ms | p99 ms | req/s | errors | added p50 ms | throughput vs direct | stream TTFB p50 ms |',
+    '\n| call | in flight | target | p50 ms | p99 ms | req/s | errors | added p50 ms | throughput vs direct | stream TTFB p50 ms | CPU µs/req |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
     const direct = rows.find(
       (x) => x.kind === row.kind && x.inflight === row.inflight && x.target === 'direct',
@@ -298,7 +351,7 @@ export async function run(): Promise<void> {
     const added = row.target === 'direct' ? '' : f(row.r.p50 - direct.p50);
     const share = row.target === 'direct' ? '' : `${((row.r.rps / direct.rps) * 100).toFixed(0)} %`;
     console.log(
-      `| ${row.kind} | ${row.inflight} | ${row.target} | ${f(row.r.p50)} | ${f(row.r.p99)} | ${row.r.rps.toFixed(0)} | ${row.r.errors} | ${added} | ${share} | ${f(row.r.ttfb50)} |`,
+      `| ${row.kind} | ${row.inflight} | ${row.target} | ${f(row.r.p50)} | ${f(row.r.p99)} | ${row.r.rps.toFixed(0)} | ${row.r.errors} | ${added} | ${share} | ${f(row.r.ttfb50)} | ${f(row.r.cpuPerReq, 0)} |`,
     );
   }
   console.log('\nscanning cost (default vs empty policy, same proxy):');
@@ -316,6 +369,10 @@ export async function run(): Promise<void> {
       );
     }
   }
+  console.log(
+    '\nCPU µs/req is the CPU the measured process itself used per request (direct: the model server; others: the\n' +
+      'proxy alone), the number that stays meaningful when the machine is shared.',
+  );
   console.log(
     '\nstream TTFB is the first body byte (the sidecar sends headers and the role chunk at once); the default\n' +
       "policy's hold-back (limits.maxHoldback) delays text, not the first byte.",

@@ -19,7 +19,10 @@ const HOP_BY_HOP = new Set([
 
 export type HeaderMap = Record<string, string | string[]>;
 
+const NONE = new Set<string>();
+
 function connectionTokens(v: string | string[] | undefined): Set<string> {
+  if (v === undefined || v === 'keep-alive' || v === 'close') return NONE;
   const s = new Set<string>();
   for (const part of [v ?? []].flat())
     for (const t of part.split(',')) if (t.trim()) s.add(t.trim().toLowerCase());
