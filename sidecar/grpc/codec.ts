@@ -97,8 +97,80 @@ export class MalformedMessage extends Error {
   }
 }
 
+// protobufjs's wire types for scalar field types (varint 0, fixed64 1, fixed32 5); strings, bytes and
+// messages are length-delimited (2)
+const SCALAR_WIRE: Record<string, number> = protobuf.types.basic as unknown as Record<string, number>;
+
+/**
+ * Refuse encodings that protobufjs reads differently from the parsers model servers use (C++, Go,
+ * Python, Java: Triton, KServe runtimes), since the sidecar must scan exactly what the model will read
+ * (found by sidecar/grpc/fuzz.test.ts):
+ *   - a singular embedded message given twice: conformant parsers MERGE the occurrences, protobufjs keeps
+ *     only the last, so text in the first (e.g. `contents`) reached the model unscanned;
+ *   - a known field under the wrong wire type: conformant parsers skip it as an unknown field and go on
+ *     parsing what follows as top-level fields, protobufjs ignores the wire type and reads a varint as a
+ *     length, turning the next fields into the inside of a message it then scans as something else.
+ * No conformant encoder produces either, so refusing them (INVALID_ARGUMENT) costs legitimate clients
+ * nothing. Throws a plain Error with a structural reason; decode() wraps it in MalformedMessage.
+ */
+function checkWire(type: protobuf.Type, reader: protobuf.Reader, end: number, at: string): void {
+  const seen = new Set<number>();
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    const id = tag >>> 3;
+    const wire = tag & 7;
+    const field = type.fieldsById[id];
+    if (!field) {
+      reader.skipType(wire);
+      if (reader.pos > end) throw new Error(`index out of range: ${reader.pos} > ${end}`);
+      continue;
+    }
+    field.resolve();
+    const message = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    const scalar = SCALAR_WIRE[field.type];
+    const lengthDelimited = message !== undefined || field.map || scalar === undefined;
+    const ok = lengthDelimited ? wire === 2 : wire === scalar || (field.repeated && wire === 2);
+    if (!ok) throw new Error(`field ${at}${field.name} has wire type ${wire}`);
+    if (wire !== 2) {
+      reader.skipType(wire);
+      continue;
+    }
+    const len = reader.uint32();
+    const stop = reader.pos + len;
+    if (stop > end) throw new Error(`index out of range: ${reader.pos} + ${len} > ${end}`);
+    if (field.map) {
+      // a map entry is a message {1: key, 2: value}; a message value given twice merges too
+      if (message) checkMapEntry(message, reader, stop, `${at}${field.name}.`);
+    } else if (message) {
+      if (!field.repeated) {
+        if (seen.has(id)) throw new Error(`field ${at}${field.name} given more than once`);
+        seen.add(id);
+      }
+      checkWire(message, reader, stop, `${at}${field.name}.`);
+    }
+    reader.pos = stop;
+  }
+}
+
+function checkMapEntry(value: protobuf.Type, reader: protobuf.Reader, end: number, at: string): void {
+  let values = 0;
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === 2) {
+      if ((tag & 7) !== 2) throw new Error(`field ${at}value has wire type ${tag & 7}`);
+      if (++values > 1) throw new Error(`field ${at}value given more than once`);
+      const len = reader.uint32();
+      const stop = reader.pos + len;
+      if (stop > end) throw new Error(`index out of range: ${reader.pos} + ${len} > ${end}`);
+      checkWire(value, reader, stop, `${at}value.`);
+      reader.pos = stop;
+    } else reader.skipType(tag & 7);
+  }
+}
+
 function decode<T>(type: protobuf.Type, buf: Uint8Array, what: string): T {
   try {
+    checkWire(type, new protobuf.Reader(buf), buf.length, '');
     // a plain Reader, not protobufjs's BufferReader: the latter silently truncates a string whose
     // length runs past the end, and a message the model server would reject must not pass as valid
     return type.decode(new protobuf.Reader(buf)) as unknown as T;
@@ -114,12 +186,72 @@ function encode(type: protobuf.Type, msg: object): Buffer {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
-export const decodeInferRequest = (buf: Uint8Array): InferRequest =>
-  decode<InferRequest>(InferRequestType, buf, 'ModelInferRequest');
-export const decodeInferResponse = (buf: Uint8Array): InferResponse =>
-  decode<InferResponse>(InferResponseType, buf, 'ModelInferResponse');
-export const decodeStreamResponse = (buf: Uint8Array): StreamResponse =>
-  decode<StreamResponse>(StreamResponseType, buf, 'ModelStreamInferResponse');
+// A singular message field that occurs twice must be MERGED (protobuf spec; what Triton's C++ parser
+// does), but protobufjs keeps only the last occurrence. Text in an earlier `contents` would then reach
+// the model without ever being scanned, so such messages are refused before decoding. Encoders never
+// repeat a singular field, so no legitimate client is affected. (Repeated scalars, maps and oneofs
+// resolve the same way in both parsers: last one wins.)
+interface SingularSpec {
+  /** field numbers of singular message fields: at most once */
+  once: Record<number, string>;
+  /** repeated/singular message fields to look inside, with their own spec */
+  nested: Record<number, { name: string; spec: SingularSpec }>;
+}
+const TENSOR: SingularSpec = { once: { 5: 'contents' }, nested: {} };
+const REQUEST: SingularSpec = { once: {}, nested: { 5: { name: 'inputs', spec: TENSOR } } };
+const RESPONSE: SingularSpec = { once: {}, nested: { 5: { name: 'outputs', spec: TENSOR } } };
+const STREAM_RESPONSE: SingularSpec = {
+  once: { 2: 'infer_response' },
+  nested: { 2: { name: 'infer_response', spec: RESPONSE } },
+};
+
+function checkSingular(buf: Uint8Array, spec: SingularSpec, what: string, at: string): void {
+  const r = new protobuf.Reader(buf);
+  const seen = new Set<number>();
+  const counts = new Map<number, number>();
+  try {
+    while (r.pos < r.len) {
+      const tag = r.uint32();
+      const field = tag >>> 3;
+      const wire = tag & 7;
+      if (wire !== 2) {
+        r.skipType(wire);
+        continue;
+      }
+      const len = r.uint32();
+      const start = r.pos;
+      r.skip(len);
+      if (spec.once[field] !== undefined) {
+        if (seen.has(field))
+          throw new MalformedMessage(`${what}: ${at}${spec.once[field]} given more than once`);
+        seen.add(field);
+      }
+      const nested = spec.nested[field];
+      if (nested) {
+        const i = counts.get(field) ?? 0;
+        counts.set(field, i + 1);
+        const label = spec.once[field] !== undefined ? `${at}${nested.name}.` : `${at}${nested.name}[${i}].`;
+        checkSingular(buf.subarray(start, start + len), nested.spec, what, label);
+      }
+    }
+  } catch (err) {
+    if (err instanceof MalformedMessage) throw err;
+    throw new MalformedMessage(`${what}: ${(err as Error).message}`);
+  }
+}
+
+export const decodeInferRequest = (buf: Uint8Array): InferRequest => {
+  checkSingular(buf, REQUEST, 'ModelInferRequest', '');
+  return decode<InferRequest>(InferRequestType, buf, 'ModelInferRequest');
+};
+export const decodeInferResponse = (buf: Uint8Array): InferResponse => {
+  checkSingular(buf, RESPONSE, 'ModelInferResponse', '');
+  return decode<InferResponse>(InferResponseType, buf, 'ModelInferResponse');
+};
+export const decodeStreamResponse = (buf: Uint8Array): StreamResponse => {
+  checkSingular(buf, STREAM_RESPONSE, 'ModelStreamInferResponse', '');
+  return decode<StreamResponse>(StreamResponseType, buf, 'ModelStreamInferResponse');
+};
 export const encodeInferRequest = (msg: InferRequest): Buffer => encode(InferRequestType, msg);
 export const encodeInferResponse = (msg: InferResponse): Buffer => encode(InferResponseType, msg);
 export const encodeStreamResponse = (msg: StreamResponse): Buffer => encode(StreamResponseType, msg);
