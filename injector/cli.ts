@@ -19,10 +19,10 @@ Injects the inferguard sidecar into Pods and workloads (Deployment, StatefulSet,
 ReplicaSet, Job, CronJob) that carry inferguard.io/inject: "true", like the webhook would.
 Other documents pass through unchanged.
 
-  -f, --filename FILE      manifest file (YAML, multi-document, or JSON); "-" reads stdin
-  -o, --output FORMAT      yaml (default) or json
-  -n, --namespace NS       namespace to assume for objects without metadata.namespace
-  -q, --quiet              do not report skipped objects on stderr
+  -f, --filename FILE             manifest file (YAML, multi-document, or JSON); "-" reads stdin
+  -o, --output FORMAT             yaml (default) or json
+  -n, --namespace NS              namespace to assume for objects without metadata.namespace
+  -q, --quiet                     do not report skipped objects on stderr
 ${settingsHelp()}
 `;
 

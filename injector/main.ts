@@ -31,7 +31,7 @@ plus /healthz, /readyz (200 once serving certificates are in place) and /metrics
   --namespace NS                 the injector's own namespace (never injected; holds the Secret) [$INFERGUARD_NAMESPACE, $POD_NAMESPACE]
   --body-limit BYTES             largest AdmissionReview accepted (default ${DEFAULT_BODY_LIMIT}) [$INFERGUARD_BODY_LIMIT]
   --log-level LEVEL              trace|debug|info|warn|error (default info) [$INFERGUARD_LOG_LEVEL]
-${settingsHelp()}
+${settingsHelp(['injector-namespace'])}
 `;
 
 export function parseListen(value: string): { host?: string; port: number } {

@@ -87,8 +87,21 @@ export function settingOptions(): Record<SettingFlag, { type: 'string' }> {
   ) as Record<SettingFlag, { type: 'string' }>;
 }
 
-export function settingsHelp(): string {
+export function settingsHelp(exclude: SettingFlag[] = []): string {
+  const arg: Record<SettingFlag, string> = {
+    'sidecar-image': 'IMAGE',
+    'sidecar-cpu': 'QUANTITY',
+    'sidecar-memory': 'QUANTITY',
+    'sidecar-log-level': 'LEVEL',
+    'image-pull-policy': 'POLICY',
+    'otel-endpoint': 'URL',
+    'otel-protocol': 'PROTOCOL',
+    'otel-service-name': 'NAME',
+    'allowed-image-prefixes': 'P,…',
+    'injector-namespace': 'NS',
+  };
   return Object.entries(SETTING_FLAGS)
-    .map(([flag, d]) => `  --${flag.padEnd(20)} ${d.help} [$${d.env}]`)
+    .filter(([flag]) => !exclude.includes(flag as SettingFlag))
+    .map(([flag, d]) => `  ${`--${flag} ${arg[flag as SettingFlag]}`.padEnd(31)} ${d.help} [$${d.env}]`)
     .join('\n');
 }
