@@ -20,10 +20,10 @@ export class Collector {
     this.setters.set(path, set);
   }
 
-  /** a tool call; its arguments (when a string) are also writable at `${path}.arguments` */
+  /** a tool call; the engine returns redacted (string) arguments under the call's own path */
   toolCall(call: ToolCall, setArgs?: Setter): void {
     this.toolCalls.push(call);
-    if (setArgs) this.setters.set(`${call.path}.arguments`, setArgs);
+    if (setArgs) this.setters.set(call.path, setArgs);
   }
 
   /** write redactions back; a path we did not hand out means we cannot honour the verdict */

@@ -50,22 +50,26 @@ function content(
   });
 }
 
-function toolCallsOf(c: Collector, holder: Record<string, Json>, path: string) {
+/** `history`: calls in a request's assistant messages, whose arguments the model reads back as text */
+function toolCallsOf(c: Collector, holder: Record<string, Json>, path: string, history = false) {
   const calls = holder.tool_calls;
   if (Array.isArray(calls)) {
     calls.forEach((tc: Json, j: number) => {
       if (!isObject(tc)) throw malformed(`${path}.tool_calls[${j}] must be an object`);
       const fn = isObject(tc.function) ? tc.function : tc;
-      addCall(c, `${path}.tool_calls[${j}]`, fn, typeof tc.id === 'string' ? tc.id : undefined);
+      addCall(c, `${path}.tool_calls[${j}]`, fn, typeof tc.id === 'string' ? tc.id : undefined, history);
     });
   }
   // the deprecated single function_call
-  if (isObject(holder.function_call)) addCall(c, `${path}.function_call`, holder.function_call);
+  if (isObject(holder.function_call))
+    addCall(c, `${path}.function_call`, holder.function_call, undefined, history);
 }
 
-function addCall(c: Collector, path: string, fn: Record<string, Json>, id?: string) {
+function addCall(c: Collector, path: string, fn: Record<string, Json>, id?: string, history = false) {
   const name = typeof fn.name === 'string' ? fn.name : '';
   const args = fn.arguments;
+  // an injection planted in earlier arguments reaches the model like any other history
+  if (history) c.text(`${path}.arguments`, 'assistant', args, (t) => (fn.arguments = t), 'assistant');
   c.toolCall(
     {
       path,
@@ -138,7 +142,7 @@ export function decodeChatRequest(body: Record<string, Json>): DecodedRequest {
     if (source === 'system') collectText(m.content, system);
     for (const f of ['reasoning_content', 'reasoning'])
       c.text(`messages[${i}].${f}`, source, m[f], (t) => (m[f] = t), role);
-    toolCallsOf(c, m, `messages[${i}]`);
+    toolCallsOf(c, m, `messages[${i}]`, true);
   });
   // vLLM renders `documents` (RAG) and a client-supplied `chat_template` into the prompt
   if (Array.isArray(body.documents))
@@ -189,7 +193,7 @@ export function decodeResponsesRequest(body: Record<string, Json>): DecodedReque
           c.text(`${path}.output`, 'tool', item.output, (t) => (item.output = t), 'tool');
         else content(c, item, 'output', `${path}.output`, 'tool', 'tool');
       } else if (item.type === 'function_call') {
-        addCall(c, path, item, typeof item.call_id === 'string' ? item.call_id : undefined);
+        addCall(c, path, item, typeof item.call_id === 'string' ? item.call_id : undefined, true);
       } else if (item.type === 'reasoning') {
         if (Array.isArray(item.summary))
           item.summary.forEach((s: Json, k: number) => {

@@ -131,7 +131,7 @@ export abstract class StreamGuard {
       this.blockedBy ??= v.findings.find((f) => f.action === 'block');
       return { blocked: true };
     }
-    const args = v.redactions.get(`${call.path}.arguments`) ?? v.redactions.get(call.path);
+    const args = v.redactions.get(call.path);
     return args !== undefined ? { blocked: false, arguments: args } : { blocked: false };
   }
 
