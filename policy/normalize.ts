@@ -51,8 +51,7 @@ export interface HiddenText {
 
 // Cheap test for the fast path: printable ASCII and single spaces only.
 const NEEDS_WORK = /[^\x21-\x7e ]| {2}/;
-// the next character that is not unchanged printable ASCII: anything else, or the second of two spaces
-const NEXT_CHANGE = /[^\x20-\x7e]| {2}/g;
+const NON_PRINTABLE = /[^\x20-\x7e]/g;
 const ASCII_CONTROL_SPACE = /[\t\n\v\f\r]/;
 const ASCII_CONTROL_SPACE_G = /[\t\n\v\f\r]/g;
 
@@ -174,6 +173,19 @@ function isSpace(c: number): boolean {
 
 const NO_HIDDEN: readonly HiddenText[] = Object.freeze([]);
 
+// Per BMP code unit: 0 = not looked at yet, COMPLEX = needs the full path (space, invisible, expands,
+// surrogate), else the single unit it folds to (itself when unchanged). 128 KiB, filled lazily.
+const COMPLEX = 1;
+const BMP_FOLD = new Uint16Array(0x10000);
+
+function bmpFold(c: number): number {
+  if (isSpace(c) || isInvisible(c)) return COMPLEX;
+  const f = fold(c);
+  if (f.length !== 1 || f === ' ') return COMPLEX;
+  const v = f.charCodeAt(0);
+  return v <= COMPLEX ? COMPLEX : v;
+}
+
 class MapBuilder {
   count = 0;
   norm = new Int32Array(64);
@@ -182,6 +194,17 @@ class MapBuilder {
   same = new Uint8Array(64);
 
   push(norm: number, orig: number, origEnd: number, same: 0 | 1): void {
+    const last = this.count - 1;
+    if (
+      same === 1 &&
+      last >= 0 &&
+      this.same[last] === 1 &&
+      this.origEnd[last] === orig &&
+      this.norm[last] + (orig - this.orig[last]) === norm
+    ) {
+      this.origEnd[last] = origEnd; // contiguous one-to-one: one segment
+      return;
+    }
     if (this.count === this.norm.length) {
       const cap = this.count * 2;
       const grow = <T extends Int32Array | Uint8Array>(a: T, b: T): T => (b.set(a), b);
@@ -233,15 +256,23 @@ export function normalize(original: string): NormalizedText {
     tagText = '';
   };
 
+  let nextOther = -1;
+  let nextDouble = -1;
   let i = 0;
   while (i < len) {
     const c = text.charCodeAt(i);
-    // fast branch: a run of printable ASCII and single spaces, found with one regex scan
+    // fast branch: a run of printable ASCII and single spaces up to the next non-printable character or
+    // double space (both searched forward once and remembered, so the text is scanned about once)
     if (c >= 0x20 && c < 0x7f && !(c === 0x20 && lastSpace)) {
-      NEXT_CHANGE.lastIndex = i;
-      const m = NEXT_CHANGE.exec(text);
-      // for a double space the first one is still unchanged, the second is not
-      const j = m === null ? len : m[0].length === 2 ? m.index + 1 : m.index;
+      if (nextOther < i) {
+        NON_PRINTABLE.lastIndex = i;
+        nextOther = NON_PRINTABLE.exec(text)?.index ?? len;
+      }
+      if (nextDouble < i) {
+        const d = text.indexOf('  ', i);
+        nextDouble = d < 0 ? len : d + 1; // the second space is the change
+      }
+      const j = nextOther < nextDouble ? nextOther : nextDouble;
       if (tagStart >= 0) endTag();
       lastSpace = text.charCodeAt(j - 1) === 0x20;
       i = j;
@@ -255,6 +286,29 @@ export function normalize(original: string): NormalizedText {
       if (lo >= 0xdc00 && lo <= 0xdfff) {
         cp = ((c - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
         width = 2;
+      }
+    }
+    if (width === 1 && c >= 0x80 && (c < 0xd800 || c > 0xdfff)) {
+      // BMP characters that fold to exactly one unit keep offsets one-to-one: unchanged ones (CJK, most
+      // punctuation) stay in the run, substituted ones (Cyrillic а → a) extend the identity segment
+      let v = BMP_FOLD[c];
+      if (v === 0) v = BMP_FOLD[c] = bmpFold(c);
+      if (v === c) {
+        if (tagStart >= 0) endTag();
+        lastSpace = false;
+        i++;
+        continue;
+      }
+      if (v !== COMPLEX) {
+        flushRun(i);
+        if (tagStart >= 0) endTag();
+        parts.push(String.fromCharCode(v));
+        map.push(n, i, i + 1, 1);
+        n++;
+        lastSpace = false;
+        i++;
+        runStart = i;
+        continue;
       }
     }
     flushRun(i);
