@@ -186,72 +186,12 @@ function encode(type: protobuf.Type, msg: object): Buffer {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
-// A singular message field that occurs twice must be MERGED (protobuf spec; what Triton's C++ parser
-// does), but protobufjs keeps only the last occurrence. Text in an earlier `contents` would then reach
-// the model without ever being scanned, so such messages are refused before decoding. Encoders never
-// repeat a singular field, so no legitimate client is affected. (Repeated scalars, maps and oneofs
-// resolve the same way in both parsers: last one wins.)
-interface SingularSpec {
-  /** field numbers of singular message fields: at most once */
-  once: Record<number, string>;
-  /** repeated/singular message fields to look inside, with their own spec */
-  nested: Record<number, { name: string; spec: SingularSpec }>;
-}
-const TENSOR: SingularSpec = { once: { 5: 'contents' }, nested: {} };
-const REQUEST: SingularSpec = { once: {}, nested: { 5: { name: 'inputs', spec: TENSOR } } };
-const RESPONSE: SingularSpec = { once: {}, nested: { 5: { name: 'outputs', spec: TENSOR } } };
-const STREAM_RESPONSE: SingularSpec = {
-  once: { 2: 'infer_response' },
-  nested: { 2: { name: 'infer_response', spec: RESPONSE } },
-};
-
-function checkSingular(buf: Uint8Array, spec: SingularSpec, what: string, at: string): void {
-  const r = new protobuf.Reader(buf);
-  const seen = new Set<number>();
-  const counts = new Map<number, number>();
-  try {
-    while (r.pos < r.len) {
-      const tag = r.uint32();
-      const field = tag >>> 3;
-      const wire = tag & 7;
-      if (wire !== 2) {
-        r.skipType(wire);
-        continue;
-      }
-      const len = r.uint32();
-      const start = r.pos;
-      r.skip(len);
-      if (spec.once[field] !== undefined) {
-        if (seen.has(field))
-          throw new MalformedMessage(`${what}: ${at}${spec.once[field]} given more than once`);
-        seen.add(field);
-      }
-      const nested = spec.nested[field];
-      if (nested) {
-        const i = counts.get(field) ?? 0;
-        counts.set(field, i + 1);
-        const label = spec.once[field] !== undefined ? `${at}${nested.name}.` : `${at}${nested.name}[${i}].`;
-        checkSingular(buf.subarray(start, start + len), nested.spec, what, label);
-      }
-    }
-  } catch (err) {
-    if (err instanceof MalformedMessage) throw err;
-    throw new MalformedMessage(`${what}: ${(err as Error).message}`);
-  }
-}
-
-export const decodeInferRequest = (buf: Uint8Array): InferRequest => {
-  checkSingular(buf, REQUEST, 'ModelInferRequest', '');
-  return decode<InferRequest>(InferRequestType, buf, 'ModelInferRequest');
-};
-export const decodeInferResponse = (buf: Uint8Array): InferResponse => {
-  checkSingular(buf, RESPONSE, 'ModelInferResponse', '');
-  return decode<InferResponse>(InferResponseType, buf, 'ModelInferResponse');
-};
-export const decodeStreamResponse = (buf: Uint8Array): StreamResponse => {
-  checkSingular(buf, STREAM_RESPONSE, 'ModelStreamInferResponse', '');
-  return decode<StreamResponse>(StreamResponseType, buf, 'ModelStreamInferResponse');
-};
+export const decodeInferRequest = (buf: Uint8Array): InferRequest =>
+  decode<InferRequest>(InferRequestType, buf, 'ModelInferRequest');
+export const decodeInferResponse = (buf: Uint8Array): InferResponse =>
+  decode<InferResponse>(InferResponseType, buf, 'ModelInferResponse');
+export const decodeStreamResponse = (buf: Uint8Array): StreamResponse =>
+  decode<StreamResponse>(StreamResponseType, buf, 'ModelStreamInferResponse');
 export const encodeInferRequest = (msg: InferRequest): Buffer => encode(InferRequestType, msg);
 export const encodeInferResponse = (msg: InferResponse): Buffer => encode(InferResponseType, msg);
 export const encodeStreamResponse = (msg: StreamResponse): Buffer => encode(StreamResponseType, msg);
