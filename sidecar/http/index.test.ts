@@ -1,6 +1,6 @@
 // The HTTP listener between real clients (fetch/undici, the openai SDK) and a real vLLM-like
 // upstream (testing/fake-vllm.ts), on loopback sockets.
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -615,6 +615,21 @@ describe('the upstream', () => {
     await res.body!.getReader().read();
     ac.abort();
     await expect.poll(() => fake.requests.at(-1)?.aborted, { timeout: 5000 }).toBe(true);
+  });
+
+  it('a client that goes away mid-upload ends the request; nothing reaches the model', async () => {
+    const before = ctx.telemetry.traces.length;
+    const sock = connect(listener.address.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":',
+    );
+    await expect.poll(() => ctx.telemetry.traces.length).toBe(before + 1);
+    sock.destroy();
+    await expect
+      .poll(() => ctx.telemetry.traces.at(-1)!.ended)
+      .toEqual([{ decision: 'allow', status: 'client_closed' }]);
+    expect(fake.requests).toHaveLength(0);
   });
 
   it('an engine fault fails closed with 503, or forwards with --fail open', async () => {

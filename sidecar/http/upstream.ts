@@ -105,14 +105,18 @@ export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
       cleanup();
       reject(e);
     };
+    // a client gone mid-upload may close without 'error': the read must not wait forever
+    const onClose = () => onError(new Error('client closed before the body was complete'));
     const cleanup = () => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
+      req.off('close', onClose);
     };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    req.on('close', onClose);
   });
 }
 
