@@ -127,7 +127,8 @@ function checkWire(type: protobuf.Type, reader: protobuf.Reader, end: number, at
     }
     field.resolve();
     const message = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
-    const scalar = SCALAR_WIRE[field.type];
+    // enums travel as varints
+    const scalar = field.resolvedType instanceof protobuf.Enum ? 0 : SCALAR_WIRE[field.type];
     const lengthDelimited = message !== undefined || field.map || scalar === undefined;
     const ok = lengthDelimited ? wire === 2 : wire === scalar || (field.repeated && wire === 2);
     if (!ok) throw new Error(`field ${at}${field.name} has wire type ${wire}`);
