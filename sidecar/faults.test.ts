@@ -15,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { loadPolicyText, type CompiledPolicy } from '../policy/index.js';
 import { encodeInferRequest, startFakeTriton, type FakeTriton } from '../testing/fake-triton.js';
 import { startOtlpReceiver, type OtlpReceiver } from '../testing/otlp-receiver.js';
-import type { FailMode, Listener, SidecarContext } from './context.js';
+import type { FailMode, SidecarContext } from './context.js';
 import { encodeStreamResponse } from './grpc/codec.js';
 import { startGrpcListener } from './grpc/index.js';
 import { identity } from './grpc/proxy.js';
@@ -275,7 +275,7 @@ describe('upstream faults', { timeout: 30_000 }, () => {
     const base = await httpListener(context(policy, 'closed'), up.port);
     const res = await chat(base);
     expect(res.status).toBe(502);
-    expect((await res.json()).error.type).toBe('upstream_unavailable');
+    expect(((await res.json()) as { error: { type: string } }).error.type).toBe('upstream_unavailable');
   });
 
   it('HTTP: a client that leaves mid-stream aborts the upstream request; no socket stays open upstream', async () => {
