@@ -29,7 +29,7 @@ import { findEncodedRuns, normalize, toOriginal, type EncodedRun, type Normalize
 
 const NO_RUNS: readonly EncodedRun[] = Object.freeze([]);
 import { MAY_BASE64, MAY_PERCENT, matchRules, type RuleMatch } from './scanners/patterns.js';
-import { LeakIndex } from './scanners/leak.js';
+import { leakIndexFor, type LeakIndex } from './scanners/leak.js';
 import { scanUrls } from './scanners/urls.js';
 import { checkCall, checkDefinitions } from './scanners/tools.js';
 
@@ -237,7 +237,7 @@ export function scanTextDetailed(
 function leakIndex(p: CompiledPolicy, ctx?: ScanContext): LeakIndex | null {
   const min = p.engine.leakMinChars;
   if (min <= 0 || !ctx?.systemPrompt) return null;
-  return new LeakIndex(ctx.systemPrompt, min);
+  return leakIndexFor(ctx.systemPrompt, min);
 }
 
 export function scanText(

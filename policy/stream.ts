@@ -22,7 +22,7 @@ import type { Direction, Finding, StreamScanner, StreamStep } from './types.js';
 import type { CompiledPolicy } from './compile.js';
 import { originalAt } from './normalize.js';
 import { applyRedactions, scanTextDetailed } from './scan.js';
-import { LeakIndex } from './scanners/leak.js';
+import { leakIndexFor, type LeakIndex } from './scanners/leak.js';
 
 /** released characters kept in front of the window so `\b` and `^` see their real neighbour */
 const CONTEXT = 32;
@@ -64,7 +64,7 @@ class Matcher implements StreamScanner {
     const min = p.engine.leakMinChars;
     this.#leak =
       opts.direction === 'output' && min > 0 && opts.systemPrompt
-        ? new LeakIndex(opts.systemPrompt, min)
+        ? leakIndexFor(opts.systemPrompt, min)
         : null;
   }
 
