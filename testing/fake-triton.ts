@@ -101,7 +101,7 @@ export function inputText(req: InferRequestJson, name = 'text_input'): string | 
   const i = req.inputs.findIndex((t) => t.name === name);
   if (i < 0) return undefined;
   if (req.raw_input_contents.length > 0)
-    return splitRaw(req.raw_input_contents[i])
+    return splitRaw(req.raw_input_contents[i] ?? Buffer.alloc(0))
       .map((b) => b.toString('utf8'))
       .join('');
   return (req.inputs[i].contents?.bytes_contents ?? []).map((b) => Buffer.from(b).toString('utf8')).join('');
@@ -300,7 +300,13 @@ export async function startFakeTriton(
         notify();
       });
       notify();
-      const reply = state.script(call.request.msg, 'ModelInfer');
+      // like Triton, answer a request it cannot read with INVALID_ARGUMENT instead of crashing
+      let reply: FakeReply;
+      try {
+        reply = state.script(call.request.msg, 'ModelInfer');
+      } catch {
+        return callback({ code: grpc.status.INVALID_ARGUMENT, details: 'fake-triton: unreadable request' });
+      }
       if (reply.hang) return;
       void (async () => {
         if (reply.delayMs) await sleep(reply.delayMs);
@@ -347,7 +353,14 @@ export async function startFakeTriton(
         rec.requests.push(env.raw);
         rec.decoded.push(env.msg);
         notify();
-        const reply = state.script(env.msg, 'ModelStreamInfer');
+        let reply: FakeReply;
+        try {
+          reply = state.script(env.msg, 'ModelStreamInfer');
+        } catch {
+          reply = {
+            error: { code: grpc.status.INVALID_ARGUMENT, details: 'fake-triton: unreadable request' },
+          };
+        }
         if (reply.hang) return;
         pending++;
         trailers = reply.trailers ?? trailers;
