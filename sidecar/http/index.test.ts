@@ -91,11 +91,41 @@ describe('benign traffic is transparent', () => {
     const res = await post('/v1/chat/completions', chatBody('Weather in Paris?', { stream: true }));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const events = parseSse(await res.text());
+    const raw = await res.text();
+    const events = parseSse(raw);
     expect(events.at(-1)).toBe('[DONE]');
     expect(chatText(events)).toBe(text);
     const last = JSON.parse(events.at(-2)!);
     expect(last.choices[0].finish_reason).toBe('stop');
+    // nothing changed, so the client gets the upstream's own events, byte for byte
+    const [rec] = await fake.waitForRequests(1);
+    expect(raw).toBe(Buffer.concat(rec.sent).toString());
+  });
+
+  it('benign streams are byte-identical whatever their framing: CRLF, comments, split reads, completions, usage', async () => {
+    const text = 'A longer benign answer, '.repeat(30) + 'with an ordinary ending.';
+    const scripts = [
+      { text, crlf: true },
+      { text, comments: true, noSpace: true },
+      { text, splitBytes: 5 },
+    ];
+    for (const script of scripts) {
+      fake.reset();
+      fake.enqueue(script);
+      const res = await post(
+        '/v1/chat/completions',
+        chatBody('Tell me more', { stream: true, stream_options: { include_usage: true } }),
+      );
+      const raw = await res.text();
+      const [rec] = await fake.waitForRequests(1);
+      expect(raw).toBe(Buffer.concat(rec.sent).toString());
+    }
+    fake.reset();
+    fake.enqueue({ text });
+    const res = await post('/v1/completions', { model: 'm', prompt: 'Once', max_tokens: 64, stream: true });
+    const raw = await res.text();
+    const [rec] = await fake.waitForRequests(1);
+    expect(raw).toBe(Buffer.concat(rec.sent).toString());
   });
 
   it('the openai SDK works through the sidecar, streaming and not', async () => {

@@ -45,6 +45,14 @@ class Channel {
   /** everything released so far (the text the client has, for `.done` events that repeat it) */
   released = '';
   ended = false;
+  /** characters written so far */
+  origLen = 0;
+  /** whether everything released so far is exactly the text written (no redaction) */
+  exact = true;
+  /** written text not yet released, while exact (bounded by the hold-back) */
+  #unreleased = '';
+  /** the choice and field this channel carries (chat/completions streams) */
+  tag?: { index: number; field: string };
 
   constructor(env: StreamEnv, path: string, onFindings: (f: Finding[]) => void) {
     this.#scanner = createStreamScanner(env.policy, {
@@ -56,19 +64,35 @@ class Channel {
   }
 
   write(text: string): Step {
+    this.origLen += text.length;
+    if (this.exact) this.#unreleased += text;
     const s = this.#scanner.write(text);
-    if (s.findings.length) this.#onFindings(s.findings);
-    if (!s.blocked) this.released += s.release;
-    return { release: s.blocked ? '' : s.release, blocked: s.blocked };
+    return this.#step(s);
   }
 
   end(): Step {
     if (this.ended) return { release: '', blocked: false };
     this.ended = true;
-    const s = this.#scanner.end();
+    return this.#step(this.#scanner.end());
+  }
+
+  #step(s: { release: string; findings: Finding[]; blocked: boolean }): Step {
     if (s.findings.length) this.#onFindings(s.findings);
-    if (!s.blocked) this.released += s.release;
-    return { release: s.blocked ? '' : s.release, blocked: s.blocked };
+    if (s.blocked) return { release: '', blocked: true };
+    this.released += s.release;
+    if (this.exact && s.release) {
+      if (this.#unreleased.startsWith(s.release)) this.#unreleased = this.#unreleased.slice(s.release.length);
+      else {
+        this.exact = false;
+        this.#unreleased = '';
+      }
+    }
+    return { release: s.release, blocked: false };
+  }
+
+  /** characters of the written text released unchanged (meaningful while exact) */
+  get releasedLen(): number {
+    return this.released.length;
   }
 }
 
@@ -200,11 +224,34 @@ export class StreamBoundError extends Error {
   }
 }
 
+/**
+ * Chat and completions streams are passed on as the upstream's own events, byte for byte, as long as
+ * nothing is changed: an event waits until the scanner has released all of its text, then goes out
+ * raw. The first time something does change (a redaction, a block, a tool call to hold), the guard
+ * sends the released text the client does not have yet, the waiting events without their text, and
+ * from then on re-encodes events with exactly the released text (the "rewrite" path).
+ */
+interface Waiting {
+  raw: string;
+  data?: string;
+  /** the event may go once each channel has released this many characters */
+  needs: [Channel, number][];
+}
+
 export class OpenAiStreamGuard extends StreamGuard {
   readonly #chat: boolean;
   #envelope: Record<string, Json> = {};
   readonly #choices = new Map<number, ChoiceState>();
   #done = false;
+  /** raw pass-through while nothing changed */
+  #exact = true;
+  readonly #waiting: Waiting[] = [];
+  /** text of each channel the client has been sent */
+  readonly #sent = new Map<Channel, number>();
+  /** set by #rewrite for the event it just handled */
+  #touched = new Set<Channel>();
+  #sawToolCall = false;
+  #dropped = false;
 
   constructor(env: StreamEnv, kind: 'chat' | 'completions') {
     super(env);
@@ -212,6 +259,84 @@ export class OpenAiStreamGuard extends StreamGuard {
   }
 
   event(ev: SseEvent): string {
+    if (!this.#exact) return this.#rewrite(ev);
+    return this.#exactly(() => this.#rewrite(ev), ev);
+  }
+
+  end(): string {
+    if (!this.#exact) return this.#rewriteEnd();
+    return this.#exactly(() => this.#rewriteEnd(), undefined);
+  }
+
+  /** run the rewrite path for its state and verdict; keep its output only if something changed */
+  #exactly(run: () => string, ev: SseEvent | undefined): string {
+    const before = new Map<Channel, number>();
+    for (const ch of this.channels.values()) before.set(ch, ch.releasedLen);
+    this.#touched = new Set();
+    this.#sawToolCall = false;
+    this.#dropped = false;
+    const out = run();
+    const diverged = this.blocked || this.#sawToolCall || [...this.channels.values()].some((ch) => !ch.exact);
+    if (!diverged) {
+      if (ev && !this.#dropped) {
+        const needs: [Channel, number][] = [...this.#touched].map((ch) => [ch, ch.origLen]);
+        this.#waiting.push({ raw: ev.raw, ...(ev.data !== undefined ? { data: ev.data } : {}), needs });
+      }
+      return this.#drain();
+    }
+    this.#exact = false;
+    // what the scanner had released before this event, the client has not seen yet
+    let gap = '';
+    for (const [ch, len] of before) {
+      const sent = this.#sent.get(ch) ?? 0;
+      if (len > sent && ch.tag)
+        gap += this.#textChunk(ch.tag.index, ch.tag.field, ch.released.slice(sent, len));
+    }
+    for (const w of this.#waiting.splice(0)) gap += this.#stripText(w);
+    return gap + out;
+  }
+
+  /** send waiting events whose text has been released in full, in order */
+  #drain(): string {
+    let out = '';
+    while (this.#waiting.length) {
+      const w = this.#waiting[0];
+      if (!w.needs.every(([ch, n]) => ch.releasedLen >= n)) break;
+      this.#waiting.shift();
+      for (const [ch, n] of w.needs) this.#sent.set(ch, Math.max(this.#sent.get(ch) ?? 0, n));
+      out += w.raw;
+    }
+    return out;
+  }
+
+  /** a waiting event without its text (which went out as released text), or nothing if that was all */
+  #stripText(w: Waiting): string {
+    if (w.data === undefined || w.data.trim() === '[DONE]') return w.raw;
+    let chunk: Json;
+    try {
+      chunk = JSON.parse(w.data);
+    } catch {
+      return '';
+    }
+    if (!chunk || !Array.isArray(chunk.choices)) return w.raw;
+    const kept = chunk.choices.filter((ch: Json) => {
+      const holder = this.#chat ? ch?.delta : ch;
+      if (!holder || typeof holder !== 'object') return true;
+      let had = false;
+      for (const f of this.#textFields(holder)) {
+        if (holder[f] !== '') had = true;
+        if (this.#chat) delete holder[f];
+        else holder[f] = '';
+      }
+      if (had && ch.logprobs) ch.logprobs = null;
+      return ch.finish_reason != null || !isEmptyDelta(holder, this.#chat);
+    });
+    if (!kept.length && chunk.usage == null) return '';
+    chunk.choices = kept;
+    return data(chunk);
+  }
+
+  #rewrite(ev: SseEvent): string {
     if (this.blocked || this.#done) return '';
     if (ev.data === undefined) return ev.raw; // comments and keep-alives carry no model text
     if (ev.data.trim() === '[DONE]') {
@@ -223,6 +348,7 @@ export class OpenAiStreamGuard extends StreamGuard {
     try {
       chunk = JSON.parse(ev.data);
     } catch {
+      this.#dropped = true;
       return ''; // not JSON: we cannot tell what it holds, so it is not forwarded
     }
     if (!chunk || typeof chunk !== 'object' || !Array.isArray(chunk.choices)) return ev.raw; // usage, errors
@@ -247,6 +373,7 @@ export class OpenAiStreamGuard extends StreamGuard {
             ? holder.tool_calls
             : undefined;
         if (frags) {
+          this.#sawToolCall = true;
           out += this.#closeText(index, st);
           if (this.blocked) return out + this.#blockTail();
           // the event's own bytes can stand for a fragment only when it holds nothing else
@@ -268,7 +395,10 @@ export class OpenAiStreamGuard extends StreamGuard {
           const t = holder[f];
           if (typeof t !== 'string' || t === '') continue;
           st.fields.add(f);
-          const s = this.channel(`${index}/${f}`, this.#path(index, f)).write(t);
+          const c = this.channel(`${index}/${f}`, this.#path(index, f));
+          c.tag ??= { index, field: f };
+          this.#touched.add(c);
+          const s = c.write(t);
           if (s.blocked) return out + this.#blockTail();
           if (s.release !== t) {
             holder[f] = s.release;
@@ -296,7 +426,7 @@ export class OpenAiStreamGuard extends StreamGuard {
     return out + data(chunk);
   }
 
-  end(): string {
+  #rewriteEnd(): string {
     if (this.blocked || this.#done) return '';
     // no [DONE]: flush anyway, so nothing that passed the scan is lost
     return this.#flushAll();
