@@ -74,6 +74,35 @@ describe('request text', () => {
     expect(t.segments.map((s) => [s.path, s.text])).toEqual([['raw_input_contents[0][0]', 'raw prompt']]);
   });
 
+  it('scans tensors whatever their datatype claims, except numeric ones', () => {
+    const req = decodeInferRequest(
+      encodeInferRequest({ inputs: { a: 'x', b: 'y', c: 'z', d: 'w' }, raw: true }),
+    );
+    req.inputs[0].datatype = 'bytes'; // a casing some servers accept
+    req.inputs[1].datatype = 'STRING'; // unknown, and not length-prefixed
+    req.raw_input_contents[1] = Buffer.from('free text');
+    req.inputs[2].datatype = 'FP32'; // numeric: not text
+    req.raw_input_contents.push(Buffer.from('orphan raw contents')); // no tensor describes it
+    const t = requestText(req);
+    expect(t.segments.map((s) => [s.path, s.text])).toEqual([
+      ['raw_input_contents[0][0]', 'x'],
+      ['raw_input_contents[1]', 'free text'],
+      ['raw_input_contents[3][0]', 'w'],
+      ['raw_input_contents[4]', 'orphan raw contents'],
+    ]);
+    // and a whole-tensor element is rewritten whole
+    const out = decodeInferRequest(
+      rewriteRequest(req, t.elements, new Map([['raw_input_contents[1]', '[x]']])),
+    );
+    expect(Buffer.from(out.raw_input_contents[1]).toString()).toBe('[x]');
+  });
+
+  it('scans bytes_contents even on a tensor that claims a numeric datatype', () => {
+    const req = decodeInferRequest(encodeInferRequest({ text: 'hidden?' }));
+    req.inputs[0].datatype = 'INT32';
+    expect(requestText(req).segments.map((s) => s.text)).toEqual(['hidden?']);
+  });
+
   it('decodes invalid UTF-8 lossily instead of skipping it', () => {
     const buf = encodeInferRequest({ text: 'x' });
     const req = decodeInferRequest(buf);

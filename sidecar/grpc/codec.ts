@@ -279,47 +279,83 @@ export function inputSource(name: string): Source {
   return 'user';
 }
 
+// Numeric tensors carry no text. Anything else (BYTES, a datatype we do not know, or a casing some
+// server might accept) is scanned as text: an unknown datatype must not be a way around the scanner.
+const NUMERIC = new Set([
+  'BOOL',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'FP16',
+  'FP32',
+  'FP64',
+  'BF16',
+]);
+
 function tensorElements(tensors: Tensor[], raws: Uint8Array[], side: 'input' | 'output'): TextElement[] {
   const out: TextElement[] = [];
   const list = side === 'input' ? 'inputs' : 'outputs';
   const rawField = side === 'input' ? 'raw_input_contents' : 'raw_output_contents';
+  const whole = (t: number, name: string, raw: Uint8Array): void => {
+    out.push({
+      path: `${rawField}[${t}]`,
+      name,
+      kind: 'tensor',
+      tensor: t,
+      index: -1,
+      raw: true,
+      text: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8'),
+    });
+  };
   for (let t = 0; t < tensors.length; t++) {
     const tensor = tensors[t];
-    if (tensor.datatype !== 'BYTES') continue;
-    if (raws.length > 0) {
-      const raw = raws[t];
-      if (raw === undefined) {
-        throw new MalformedMessage(`${rawField}[${t}] missing for BYTES ${list}[${t}]`);
-      }
-      const els = splitRawBytes(raw);
-      if (!els) throw new MalformedMessage(`${rawField}[${t}] is not a length-prefixed BYTES tensor`);
-      for (let i = 0; i < els.length; i++) {
-        out.push({
-          path: `${rawField}[${t}][${i}]`,
-          name: tensor.name,
-          kind: 'tensor',
-          tensor: t,
-          index: i,
-          raw: true,
-          text: els[i].toString('utf8'),
-        });
-      }
-    } else {
-      const els = tensor.contents?.bytes_contents ?? [];
-      for (let i = 0; i < els.length; i++) {
-        const e = els[i];
-        out.push({
-          path: `${list}[${t}].contents.bytes_contents[${i}]`,
-          name: tensor.name,
-          kind: 'tensor',
-          tensor: t,
-          index: i,
-          raw: false,
-          text: Buffer.from(e.buffer, e.byteOffset, e.byteLength).toString('utf8'),
-        });
-      }
+    const datatype = (tensor.datatype ?? '').toUpperCase();
+    const bytes = tensor.datatype === 'BYTES';
+    // bytes_contents are text whatever the datatype claims
+    const els = tensor.contents?.bytes_contents ?? [];
+    for (let i = 0; i < els.length; i++) {
+      const e = els[i];
+      out.push({
+        path: `${list}[${t}].contents.bytes_contents[${i}]`,
+        name: tensor.name,
+        kind: 'tensor',
+        tensor: t,
+        index: i,
+        raw: false,
+        text: Buffer.from(e.buffer, e.byteOffset, e.byteLength).toString('utf8'),
+      });
+    }
+    if (raws.length === 0 || NUMERIC.has(datatype)) continue;
+    const raw = raws[t];
+    if (raw === undefined) {
+      if (bytes) throw new MalformedMessage(`${rawField}[${t}] missing for BYTES ${list}[${t}]`);
+      continue;
+    }
+    const split = splitRawBytes(raw);
+    if (!split) {
+      if (bytes) throw new MalformedMessage(`${rawField}[${t}] is not a length-prefixed BYTES tensor`);
+      whole(t, tensor.name, raw);
+      continue;
+    }
+    for (let i = 0; i < split.length; i++) {
+      out.push({
+        path: `${rawField}[${t}][${i}]`,
+        name: tensor.name,
+        kind: 'tensor',
+        tensor: t,
+        index: i,
+        raw: true,
+        text: split[i].toString('utf8'),
+      });
     }
   }
+  // raw contents without a tensor to describe them: servers disagree on what they mean, so scan them
+  for (let t = tensors.length; t < raws.length; t++) whole(t, '', raws[t]);
   return out;
 }
 
@@ -459,6 +495,11 @@ function applyReplacements(
   if (rawEdits.size > 0) {
     newRaws = [...raws];
     for (const [t, edits] of rawEdits) {
+      const all = edits.get(-1); // a raw tensor scanned as one text
+      if (all) {
+        newRaws[t] = all;
+        continue;
+      }
       const els: Uint8Array[] = splitRawBytes(raws[t]) ?? [];
       for (const [i, b] of edits) els[i] = b;
       newRaws[t] = joinRawBytes(els);
@@ -507,6 +548,7 @@ export function rewriteResponse(
 
 /** Append an extra BYTES element text to an output tensor of a response, creating the tensor if absent. */
 export function appendOutputText(res: InferResponse, name: string, index: number, text: string): void {
+  index = Math.max(0, index); // a whole-tensor element (-1) continues as element 0
   const t = res.outputs.findIndex((o) => o.name === name && o.datatype === 'BYTES');
   const bytes = Buffer.from(text, 'utf8');
   if (t < 0) {
