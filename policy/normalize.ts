@@ -15,6 +15,7 @@
 // finding in normalized text maps back to the original (`toOriginal`). Plain ASCII text without control
 // characters or doubled spaces — most prompts — takes a fast path that allocates no offset map.
 import { confusablesMap } from 'confusables';
+import RE2 from 're2';
 
 export interface NormalizedText {
   /** the normalized text that rules run on */
@@ -371,10 +372,12 @@ export interface EncodedRun {
   decoded: string;
 }
 
-// Candidates are found with V8 regexes: these are ours, linear (no nested quantifiers) and never user input.
+// Candidates: base64/hex with a V8 regex (one class, linear), %-runs with RE2.
 const B64_RUN = /[A-Za-z0-9+/_-]{16,}={0,2}/g;
 const HEX_RUN = /^(?:[0-9A-Fa-f]{2})+$/;
-const PCT_RUN = /[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}/g;
+// RE2, not V8: this one has a starred run before a repeated group, which backtracks quadratically on a
+// long token with too few escapes
+const PCT_RUN = new RE2(String.raw`[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}`, 'gu');
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** At least 90 % printable characters (letters, digits, punctuation, whitespace), no NULs. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compiled } from './scanners/test-policy.js';
 import { checkToolCall, scanRequest, scanResponse, scanText } from './scan.js';
+import { createStreamScanner } from './stream.js';
 import { withMode } from './compile.js';
 import type { RequestExchange } from './types.js';
 
@@ -357,5 +358,26 @@ describe('sources', () => {
       segments: [{ path: 'm', source: 'tool', text: 'zebra' }],
     });
     expect(req.decision).toBe('allow');
+  });
+});
+
+describe("the engine's own regexes stay linear on adversarial text", () => {
+  it('long tokens with a few %-escapes, punctuation runs in URLs, and a long last token in a stream', () => {
+    const p = compiled({
+      rules: [INJECTION],
+      output: {
+        urls: { allowDomains: ['example.com'], blockMarkdownImages: true },
+        systemPromptLeakMinChars: 0,
+      },
+    });
+    const t0 = performance.now();
+    scanText(p, `${'a'.repeat(300_000)}%41 %41%41`, 'input');
+    scanText(p, `http://evil.com/${'.'.repeat(300_000)}x`, 'output');
+    scanText(p, `${'%41'.repeat(50_000)}`, 'input');
+    const s = createStreamScanner(p, { direction: 'output' });
+    for (let k = 0; k < 2000; k++) s.write('abcdefghij'.repeat(10));
+    s.end();
+    // quadratic behaviour on these inputs takes minutes; linear takes well under a second
+    expect(performance.now() - t0).toBeLessThan(20_000);
   });
 });

@@ -26,8 +26,20 @@ import { leakIndexFor, type LeakIndex } from './scanners/leak.js';
 
 /** released characters kept in front of the window so `\b` and `^` see their real neighbour */
 const CONTEXT = 32;
-// the last, maybe unfinished, token: a base64/hex/%-encoded run or tag characters may still be growing
-const OPEN_TOKEN = /\S+$/;
+/**
+ * Length of the last, maybe unfinished, token (non-whitespace run at the end; a base64/hex/%-encoded run
+ * or tag characters may still be growing), counted up to `limit`.
+ */
+function lastTokenLength(s: string, limit: number): number {
+  let k = 0;
+  while (k < limit && k < s.length) {
+    const c = s.charCodeAt(s.length - 1 - k);
+    if (c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 || c === 0x3000 || (c >= 0x2000 && c <= 0x200a))
+      break;
+    k++;
+  }
+  return k;
+}
 
 export interface StreamOptions {
   direction: Direction;
@@ -130,11 +142,9 @@ class Matcher implements StreamScanner {
     // release point (absolute)
     let rel = base + certain;
     if (!final) {
-      const tail = buf.length > this.#cap + 1 ? buf.slice(buf.length - this.#cap - 1) : buf;
-      const open = OPEN_TOKEN.exec(tail);
       // a token longer than the cap is released like any text (the bound wins)
-      if (open !== null && open[0].length <= this.#cap)
-        rel = Math.min(rel, base + buf.length - open[0].length);
+      const token = lastTokenLength(buf, this.#cap + 1);
+      if (token > 0 && token <= this.#cap) rel = Math.min(rel, base + buf.length - token);
       for (const r of this.#redactions) if (r.start < rel && r.end > rel) rel = Math.min(rel, r.start);
     }
     if (rel <= this.#released) return { release: '', findings: fresh, blocked: false };

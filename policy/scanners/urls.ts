@@ -92,10 +92,12 @@ export function scanUrls(text: string, p: UrlPolicy): UrlFinding[] {
 function check(c: Candidate, p: UrlPolicy, out: UrlFinding[]): void {
   const push = (rule: string, category: UrlFinding['category'], message: string) =>
     out.push({ rule, category, start: c.start, end: c.end, message });
-  // sentence punctuation after a bare URL is not part of it
   let lead = 0;
   while (lead < c.url.length && c.url.charCodeAt(lead) <= 0x20) lead++; // browsers skip leading controls
-  const raw = c.url.slice(lead).replace(/[.,;:!?]+$/, '');
+  // sentence punctuation after a URL is not part of it (a loop: a regex would backtrack on long runs)
+  let end = c.url.length;
+  while (end > lead && '.,;:!?'.includes(c.url[end - 1])) end--;
+  const raw = c.url.slice(lead, end);
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(raw)?.[1]?.toLowerCase();
   if (scheme === 'javascript' || scheme === 'vbscript') {
     if (c.context !== 'bare') push('output.url-javascript', 'url', 'script URL in output');
