@@ -235,6 +235,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 interface Envelope {
   raw: Buffer;
   msg: InferRequestJson;
+  bad?: boolean;
 }
 
 export async function startFakeTriton(
@@ -283,9 +284,25 @@ export async function startFakeTriton(
     }
   };
 
+  // a message proto-loader cannot turn into an object is recorded and answered INVALID_ARGUMENT by the
+  // handlers, instead of grpc-js's INTERNAL
   const envelope =
     (decode: (b: Buffer) => unknown) =>
-    (raw: Buffer): Envelope => ({ raw, msg: decode(raw) as InferRequestJson });
+    (raw: Buffer): Envelope => {
+      try {
+        return { raw, msg: decode(raw) as InferRequestJson };
+      } catch {
+        const msg: InferRequestJson = {
+          model_name: '',
+          model_version: '',
+          id: '',
+          parameters: {},
+          inputs: [],
+          raw_input_contents: [],
+        };
+        return { raw, msg, bad: true };
+      }
+    };
   const id = (b: Buffer): Buffer => b;
 
   // ModelInfer
@@ -303,6 +320,7 @@ export async function startFakeTriton(
       // like Triton, answer a request it cannot read with INVALID_ARGUMENT instead of crashing
       let reply: FakeReply;
       try {
+        if (call.request.bad) throw new Error('unreadable');
         reply = state.script(call.request.msg, 'ModelInfer');
       } catch {
         return callback({ code: grpc.status.INVALID_ARGUMENT, details: 'fake-triton: unreadable request' });
@@ -355,6 +373,7 @@ export async function startFakeTriton(
         notify();
         let reply: FakeReply;
         try {
+          if (env.bad) throw new Error('unreadable');
           reply = state.script(env.msg, 'ModelStreamInfer');
         } catch {
           reply = {

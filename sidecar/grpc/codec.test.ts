@@ -97,6 +97,17 @@ describe('request text', () => {
     expect(Buffer.from(out.raw_input_contents[1]).toString()).toBe('[x]');
   });
 
+  it('scans and rewrites string parameters of requested outputs', () => {
+    const req = decodeInferRequest(encodeInferRequest({ text: 'a' }));
+    req.outputs = [{ name: 'text_output', parameters: { note: { string_param: 'psst' } } }];
+    const t = requestText(req);
+    expect(t.segments.map((x) => [x.path, x.text])).toContainEqual(['outputs[0].parameters.note', 'psst']);
+    const out = decodeInferRequest(
+      rewriteRequest(req, t.elements, new Map([['outputs[0].parameters.note', '[x]']])),
+    );
+    expect(out.outputs[0].parameters.note.string_param).toBe('[x]');
+  });
+
   it('scans bytes_contents even on a tensor that claims a numeric datatype', () => {
     const req = decodeInferRequest(encodeInferRequest({ text: 'hidden?' }));
     req.inputs[0].datatype = 'INT32';

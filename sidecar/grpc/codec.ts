@@ -400,6 +400,10 @@ export function requestText(req: InferRequest): RequestText {
   for (let t = 0; t < req.inputs.length; t++) {
     elements.push(...parameterElements(req.inputs[t].parameters, `inputs[${t}].`, t));
   }
+  // parameters of requested outputs are strings the server reads too
+  for (let o = 0; o < req.outputs.length; o++) {
+    elements.push(...parameterElements(req.outputs[o].parameters, `outputs[${o}].`, o));
+  }
   const segments: TextSegment[] = [];
   const system: string[] = [];
   let maxOutputTokens: number | undefined;
@@ -521,8 +525,15 @@ export function rewriteRequest(
     req.parameters.max_tokens = { int64_param: capTokens };
   }
   req.inputs = req.inputs.map((t) => ({ ...t, parameters: { ...t.parameters } }));
+  req.outputs = req.outputs.map((o) => ({ ...o, parameters: { ...o.parameters } }));
+  for (const e of elements) {
+    const text = replacements.get(e.path);
+    if (text !== undefined && e.kind === 'parameter' && e.path.startsWith('outputs[')) {
+      req.outputs[e.tensor].parameters[e.name] = { string_param: text };
+    }
+  }
   req.raw_input_contents = applyReplacements(
-    elements,
+    elements.filter((e) => !e.path.startsWith('outputs[')),
     replacements,
     req.inputs,
     req.raw_input_contents,
