@@ -28,8 +28,8 @@ function protoDir(): string {
   throw new Error(`inferguard: proto/ not found next to ${here}`);
 }
 
-export const PROTO_DIR = protoDir();
-export const PROTO_FILES = ['inference/grpc_service.proto', 'grpc/health/v1/health.proto'];
+const PROTO_DIR = protoDir();
+const PROTO_FILES = ['inference/grpc_service.proto', 'grpc/health/v1/health.proto'];
 
 const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));

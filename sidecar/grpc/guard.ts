@@ -225,5 +225,3 @@ export function newStreamScanner(
   );
   return { scanner: value, fault };
 }
-
-export { engine as runEngine };
