@@ -171,6 +171,31 @@ export abstract class StreamGuard {
     return v;
   }
 
+  /** every string in an object we have no stream state for, as one non-streamed response */
+  protected judgeWhole(obj: Json, path: string): boolean {
+    const c = new Collector();
+    const walk = (o: Json, p: string) => {
+      if (Array.isArray(o))
+        o.forEach((v, i) =>
+          typeof v === 'string'
+            ? c.text(`${p}[${i}]`, 'output', v, (t) => (o[i] = t))
+            : walk(v, `${p}[${i}]`),
+        );
+      else if (o && typeof o === 'object')
+        for (const [k, v] of Object.entries(o)) {
+          if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
+          if (typeof v === 'string') c.text(`${p}.${k}`, 'output', v, (t) => (o[k] = t));
+          else walk(v, `${p}.${k}`);
+        }
+    };
+    walk(obj, path);
+    if (!c.segments.length) return false;
+    const v = this.scanWhole(c.segments);
+    if (v.decision === 'block' || !v.redactions.size) return false;
+    c.apply(v.redactions);
+    return true;
+  }
+
   protected errorPayload(): Record<string, unknown> {
     const f = this.blockedBy!;
     return {
@@ -250,7 +275,7 @@ export class OpenAiStreamGuard extends StreamGuard {
   readonly #sent = new Map<Channel, number>();
   /** set by #rewrite for the event it just handled */
   #touched = new Set<Channel>();
-  #sawToolCall = false;
+  #reshaped = false;
   #dropped = false;
 
   constructor(env: StreamEnv, kind: 'chat' | 'completions') {
@@ -273,10 +298,10 @@ export class OpenAiStreamGuard extends StreamGuard {
     const before = new Map<Channel, number>();
     for (const ch of this.channels.values()) before.set(ch, ch.releasedLen);
     this.#touched = new Set();
-    this.#sawToolCall = false;
+    this.#reshaped = false;
     this.#dropped = false;
     const out = run();
-    const diverged = this.blocked || this.#sawToolCall || [...this.channels.values()].some((ch) => !ch.exact);
+    const diverged = this.blocked || this.#reshaped || [...this.channels.values()].some((ch) => !ch.exact);
     if (!diverged) {
       if (ev && !this.#dropped) {
         const needs: [Channel, number][] = [...this.#touched].map((ch) => [ch, ch.origLen]);
@@ -373,7 +398,7 @@ export class OpenAiStreamGuard extends StreamGuard {
             ? holder.tool_calls
             : undefined;
         if (frags) {
-          this.#sawToolCall = true;
+          this.#reshaped = true;
           out += this.#closeText(index, st);
           if (this.blocked) return out + this.#blockTail();
           // the event's own bytes can stand for a fragment only when it holds nothing else
@@ -405,6 +430,17 @@ export class OpenAiStreamGuard extends StreamGuard {
             choiceChanged = true;
           }
         }
+        // structured fields (an audio transcript, annotations) are not streamed text: judged whole
+        if (this.#chat)
+          for (const [k, v] of Object.entries(holder)) {
+            if (CHAT_NON_TEXT.has(k) || v === null || typeof v !== 'object') continue;
+            const redacted = this.judgeWhole(v, `choices[${index}].message.${k}`);
+            if (this.blocked) return out + this.#blockTail();
+            if (redacted) {
+              choiceChanged = true;
+              this.#reshaped = true;
+            }
+          }
       }
       if (ch.finish_reason != null && !st.finished) {
         // the text tails end this chunk's text (they follow what it released); held calls go first
@@ -746,7 +782,7 @@ export class ResponsesStreamGuard extends StreamGuard {
       default: {
         if (RESPONSES_METADATA.has(e.type)) return this.#emit(e, ev.raw, false);
         // an event type we do not know: judged whole before it is passed on
-        const changed = this.#judgeWhole(e, e.type);
+        const changed = this.judgeWhole(e, e.type);
         return this.blocked ? this.#blockTail() : this.#emit(e, ev.raw, changed);
       }
     }
@@ -775,7 +811,7 @@ export class ResponsesStreamGuard extends StreamGuard {
   #patchItem(item: Json, oi: number | undefined, path: string): boolean {
     if (!item || typeof item !== 'object') return false;
     if (item.type === 'function_call') return false; // judged when it was released
-    if (item.type !== 'message' && item.type !== 'reasoning') return this.#judgeWhole(item, path);
+    if (item.type !== 'message' && item.type !== 'reasoning') return this.judgeWhole(item, path);
     let changed = false;
     if (Array.isArray(item.content))
       item.content.forEach(
@@ -786,31 +822,6 @@ export class ResponsesStreamGuard extends StreamGuard {
         (part: Json, i: number) => (changed = this.#patchPart(part, oi, i, true) || changed),
       );
     return changed;
-  }
-
-  /** every string in an object we have no stream state for, as one non-streamed response */
-  #judgeWhole(obj: Json, path: string): boolean {
-    const c = new Collector();
-    const walk = (o: Json, p: string) => {
-      if (Array.isArray(o))
-        o.forEach((v, i) =>
-          typeof v === 'string'
-            ? c.text(`${p}[${i}]`, 'output', v, (t) => (o[i] = t))
-            : walk(v, `${p}[${i}]`),
-        );
-      else if (o && typeof o === 'object')
-        for (const [k, v] of Object.entries(o)) {
-          if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
-          if (typeof v === 'string') c.text(`${p}.${k}`, 'output', v, (t) => (o[k] = t));
-          else walk(v, `${p}.${k}`);
-        }
-    };
-    walk(obj, path);
-    if (!c.segments.length) return false;
-    const v = this.scanWhole(c.segments);
-    if (v.decision === 'block' || !v.redactions.size) return false;
-    c.apply(v.redactions);
-    return true;
   }
 
   #release(h: HeldItem): string {

@@ -239,6 +239,18 @@ describe('odd upstreams', () => {
     expectBlockedEnding(raw, 'test.secret');
   });
 
+  it('text inside a structured delta field (an audio transcript) is judged whole', async () => {
+    const raw = await chat({
+      events: [
+        delta({ role: 'assistant' }),
+        delta({ audio: { id: 'a1', transcript: `the key is ${SECRET}` } }),
+        '[DONE]',
+      ],
+    });
+    expect(raw).not.toContain(SECRET);
+    expectBlockedEnding(raw, 'test.secret');
+  });
+
   it('a legacy streamed function_call to a denied tool is never released', async () => {
     const raw = await chat({
       events: [
