@@ -75,3 +75,23 @@ export function capField(obj: Record<string, Json>, key: string, max: number): b
   }
   return false;
 }
+
+/** identifiers and enums, not text, when an unknown structure is scanned leaf by leaf */
+const NOT_TEXT = new Set(['type', 'id', 'role', 'status', 'object', 'model', 'format', 'expires_at']);
+
+/** every string leaf of a structure we have no specific decoder for, as output text */
+export function textLeaves(c: Collector, v: Json, path: string): void {
+  if (Array.isArray(v)) {
+    v.forEach((x, i) =>
+      typeof x === 'string'
+        ? c.text(`${path}[${i}]`, 'output', x, (t) => (v[i] = t))
+        : textLeaves(c, x, `${path}[${i}]`),
+    );
+  } else if (isObject(v)) {
+    for (const [k, x] of Object.entries(v)) {
+      if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
+      if (typeof x === 'string') c.text(`${path}.${k}`, 'output', x, (t) => (v[k] = t));
+      else textLeaves(c, x, `${path}.${k}`);
+    }
+  }
+}

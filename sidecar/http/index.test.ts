@@ -360,6 +360,30 @@ describe('responses are judged before the client sees them', () => {
     expect(JSON.parse(text).error).toMatchObject({ type: 'policy_violation', code: 'test.secret' });
   });
 
+  it('text in structured message fields (an audio transcript) is scanned too', async () => {
+    fake.enqueue({
+      status: 200,
+      body: {
+        id: 'x',
+        object: 'chat.completion',
+        choices: [
+          {
+            index: 0,
+            message: {
+              role: 'assistant',
+              content: null,
+              audio: { id: 'a', data: 'AAAA', transcript: `key ${SECRET}` },
+            },
+            finish_reason: 'stop',
+          },
+        ],
+      },
+    });
+    const res = await post('/v1/chat/completions', chatBody('Say the key'));
+    expect(res.status).toBe(403);
+    expect(await res.text()).not.toContain(SECRET);
+  });
+
   it('a redacted answer has a correct content-length', async () => {
     fake.enqueue({ text: 'Write to alice@example.org please.' });
     const res = await post('/v1/chat/completions', chatBody('Who do I write to?'));

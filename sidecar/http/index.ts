@@ -522,11 +522,9 @@ export async function createHttpListener(
             // fail open: what the scanner held is lost with it; the rest goes on unscanned
             engineFault(e, trace, 'output');
             passthroughRest = true;
+            const tail = decoder.end();
             const rest =
-              events
-                .slice(i)
-                .map((ev) => ev.raw)
-                .join('') + decoder.end().unterminated;
+              [...events.slice(i), ...tail.events].map((ev) => ev.raw).join('') + tail.unterminated;
             await write(out + rest);
             continue;
           }
@@ -554,8 +552,14 @@ export async function createHttpListener(
       }
       if (!guard.blocked && !passthroughRest) {
         const t = performance.now();
-        decoder.end();
-        await write(guard.end());
+        let out = '';
+        // an event whose last line ending was still open (CR at the end of a read)
+        for (const ev of decoder.end().events) {
+          out += guard.event(ev);
+          if (guard.blocked) break;
+        }
+        if (!guard.blocked) out += guard.end();
+        await write(out);
         scanSeconds += (performance.now() - t) / 1000;
         res.end();
       } else if (passthroughRest) res.end();

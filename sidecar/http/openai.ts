@@ -6,10 +6,21 @@ import {
   Collector,
   isObject,
   malformed,
+  textLeaves,
   type DecodedRequest,
   type DecodedResponse,
   type Json,
 } from './exchange.js';
+
+const KNOWN_MESSAGE_FIELDS = new Set([
+  'role',
+  'content',
+  'tool_calls',
+  'function_call',
+  'reasoning_content',
+  'reasoning',
+  'refusal',
+]);
 
 const ROLE_SOURCE: Record<string, Source> = {
   system: 'system',
@@ -279,6 +290,10 @@ export function decodeChatResponse(body: Record<string, Json>): DecodedResponse 
     for (const f of ['reasoning_content', 'reasoning', 'refusal'])
       c.text(`choices[${i}].message.${f}`, 'output', m[f], (t) => (m[f] = t));
     toolCallsOf(c, m, `choices[${i}].message`);
+    // anything else that is structured (audio transcripts, annotations): every string in it
+    for (const [k, v] of Object.entries(m))
+      if (!KNOWN_MESSAGE_FIELDS.has(k) && v !== null && typeof v === 'object')
+        textLeaves(c, v, `choices[${i}].message.${k}`);
   });
   return response(body, c, 'chat');
 }

@@ -6,8 +6,8 @@ import { encodeSse, SseDecoder, SseTooLargeError, type SseEvent } from './sse.js
 function decodeAll(chunks: (string | Uint8Array)[]): SseEvent[] {
   const d = new SseDecoder();
   const evs = chunks.flatMap((c) => d.write(c));
-  const { unterminated } = d.end();
-  // the LF of a CRLF split between reads, after the last event
+  const { events, unterminated } = d.end();
+  evs.push(...events);
   if (unterminated) evs.push({ raw: unterminated });
   return evs;
 }
@@ -27,6 +27,15 @@ describe('SseDecoder', () => {
     }
   });
 
+  it('a CRLF split between reads stays one line ending, also at the very end of the stream', () => {
+    const d = new SseDecoder();
+    const first = d.write('data: a\r\n\r');
+    expect(first).toEqual([]); // CR or CRLF? known with the next byte
+    const second = d.write('\ndata: b\r\n\r');
+    expect(second).toEqual([{ raw: 'data: a\r\n\r\n', data: 'a' }]);
+    expect(d.end()).toEqual({ events: [{ raw: 'data: b\r\n\r', data: 'b' }], unterminated: '' });
+  });
+
   it('keeps multi-byte characters split between reads', () => {
     const bytes = Buffer.from('data: héllo 🌍\n\n');
     const evs = decodeAll([bytes.subarray(0, 8), bytes.subarray(8, 15), bytes.subarray(15)]);
@@ -36,7 +45,7 @@ describe('SseDecoder', () => {
   it('an unterminated block is not an event', () => {
     const d = new SseDecoder();
     expect(d.write('data: partial')).toEqual([]);
-    expect(d.end().unterminated).toBe('data: partial');
+    expect(d.end()).toEqual({ events: [], unterminated: 'data: partial' });
   });
 
   it('a block over the bound is a named error, not unbounded growth', () => {

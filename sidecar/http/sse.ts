@@ -38,7 +38,10 @@ export class SseDecoder {
   #data: string[] | undefined;
   #event: string | undefined;
   #id: string | undefined;
-  /** the previous chunk ended in CR: a following LF belongs to that line ending */
+  /**
+   * the previous chunk ended in CR: `#line` is complete, but whether its terminator is CR or CRLF is
+   * known only with the next byte, so it waits (the raw bytes then stay exact)
+   */
   #pendingCR = false;
 
   constructor(maxEventChars = DEFAULT_MAX_EVENT_CHARS) {
@@ -50,11 +53,10 @@ export class SseDecoder {
     const out: SseEvent[] = [];
     let i = 0;
     if (this.#pendingCR && text.length > 0) {
-      if (text.charCodeAt(0) === 10) {
-        this.#raw += '\n';
-        i = 1;
-      }
       this.#pendingCR = false;
+      const crlf = text.charCodeAt(0) === 10;
+      this.#finishLine(crlf ? '\r\n' : '\r', out);
+      if (crlf) i = 1;
     }
     while (i < text.length) {
       LINE_END.lastIndex = i;
@@ -64,18 +66,14 @@ export class SseDecoder {
         break;
       }
       const j = m.index;
-      let end = j + 1;
-      if (text.charCodeAt(j) === 13) {
-        if (end < text.length) {
-          if (text.charCodeAt(end) === 10) end++;
-        } else {
-          this.#pendingCR = true;
-        }
+      this.#line += text.slice(i, j);
+      if (text.charCodeAt(j) === 13 && j + 1 === text.length) {
+        this.#pendingCR = true;
+        i = text.length;
+        break;
       }
-      const line = this.#line + text.slice(i, j);
-      this.#line = '';
-      this.#raw += line + text.slice(j, end);
-      this.#onLine(line, out);
+      const end = text.charCodeAt(j) === 13 && text.charCodeAt(j + 1) === 10 ? j + 2 : j + 1;
+      this.#finishLine(text.slice(j, end), out);
       i = end;
     }
     if (this.#raw.length + this.#line.length > this.#max) throw new SseTooLargeError(this.#max);
@@ -86,12 +84,24 @@ export class SseDecoder {
    * The upstream closed. A block without its terminating blank line is not an event (EventSource
    * drops it too), so its raw text is returned only for accounting and must not be forwarded.
    */
-  end(): { unterminated: string } {
+  end(): { events: SseEvent[]; unterminated: string } {
+    const events: SseEvent[] = [];
+    if (this.#pendingCR) {
+      this.#pendingCR = false;
+      this.#finishLine('\r', events);
+    }
     const rest = this.#decoder.decode();
     const unterminated = this.#raw + this.#line + rest;
     this.#reset();
     this.#line = '';
-    return { unterminated };
+    return { events, unterminated };
+  }
+
+  #finishLine(terminator: string, out: SseEvent[]): void {
+    const line = this.#line;
+    this.#line = '';
+    this.#raw += line + terminator;
+    this.#onLine(line, out);
   }
 
   #onLine(line: string, out: SseEvent[]): void {

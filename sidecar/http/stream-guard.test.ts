@@ -32,6 +32,10 @@ function guard(wire: string, cuts: number[]): string {
     }
     prev = c;
   }
+  for (const ev of d.end().events) {
+    out += g.event(ev);
+    if (g.blocked) return out;
+  }
   return out + g.end();
 }
 
