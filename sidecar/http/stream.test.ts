@@ -397,6 +397,8 @@ describe('Triton generate_stream', () => {
         .map((d) => JSON.parse(d).text_output)
         .join(''),
     ).toBe('Triton says hello to you.');
+    // unchanged: the upstream's own bytes
+    expect(raw).toBe(Buffer.concat(fake.requests.at(-1)!.sent).toString());
     raw = await stream(
       '/v2/models/llama/generate_stream',
       { text_input: 'hi' },
