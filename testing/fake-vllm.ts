@@ -10,7 +10,12 @@
 //
 // Replies are deterministic (fixed ids and timestamps) so tests can compare bytes. Streaming honours
 // the request's `stream: true`; the wire quirks real servers show can be scripted per reply (CRLF,
-// comment lines, `data:` without a space, events split across writes, delays, a stream that hangs).
+// comment lines, `data:` without a space, events split across writes, delays, a stream that hangs);
+// `events` sends exactly the events given (for upstreams that misbehave); `status`/`body` answer
+// with anything at all. Routes: /v1/chat/completions, /v1/completions, /v1/responses (typed events),
+// /v1/embeddings, /v1/models, /health, /v2/models/{m}/infer (JSON or binary tensors, answering in
+// binary when asked, as Triton does), /v2/models/{m}/generate and /generate_stream; /openai/v1/...
+// too. `waitForRequests(n)` resolves once n requests finished (or were aborted by the client).
 //
 // Run directly for benchmarks and the demo: `tsx testing/fake-vllm.ts [--host H] [--port P]`
 // prints `listening http://H:P`.
