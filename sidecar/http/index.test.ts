@@ -719,6 +719,17 @@ describe('the upstream', () => {
       expect(r.status).toBe(200);
       expect((await jsonOf(r)).choices[0].message.content).toBe('forwarded');
       expect(openCtx.telemetry.traces[0].decisions.map((d) => d.failOpen)).toEqual([true, true]);
+      // a stream: the scanner cannot start, so the rest of the stream goes on unscanned, whole
+      fake.enqueue({ text: 'streamed anyway, unscanned' });
+      const s = await fetch(listenerUrl(l) + '/v1/chat/completions', {
+        method: 'POST',
+        body: JSON.stringify(chatBody('hi', { stream: true })),
+      });
+      const raw = await s.text();
+      expect(chatText(parseSse(raw))).toBe('streamed anyway, unscanned');
+      expect(openCtx.telemetry.traces[1].decisions.some((d) => d.direction === 'output' && d.failOpen)).toBe(
+        true,
+      );
     } finally {
       await l.close(100);
     }
