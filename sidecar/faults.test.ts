@@ -396,3 +396,105 @@ describe('upstream faults', { timeout: 30_000 }, () => {
     expect(st.details).toMatch(/^model server unavailable: undecodable response/);
   });
 });
+
+describe('SIGTERM with calls in flight (the real process)', { timeout: 60_000 }, () => {
+  it('in-flight HTTP streams and gRPC calls finish, new connections and calls are refused, exit 0', async () => {
+    const { spawnCli } = await import('../testing/cli.js');
+    const triton = await startFakeTriton();
+    closers.push(() => triton.close());
+    triton.script = () => ({ chunks: ['slow ', 'answer'], delayMs: 600 });
+    const up = await httpUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      let i = 0;
+      const timer = setInterval(() => {
+        if (i < 5) res.write(sseChunk(`part${i++} `));
+        else {
+          clearInterval(timer);
+          res.end('data: [DONE]\n\n');
+        }
+      }, 150);
+    });
+    const child = spawnCli(
+      [
+        'sidecar',
+        '--http',
+        `127.0.0.1:0=127.0.0.1:${up.port}`,
+        '--grpc',
+        `127.0.0.1:0=${triton.target}`,
+        '--admin',
+        '127.0.0.1:0',
+        '--drain-seconds',
+        '5',
+      ],
+      { env: { OTEL_TRACES_EXPORTER: 'none' } },
+    );
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr?.resume();
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    closers.push(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    const started = await new Promise<{
+      admin: { port: number };
+      listeners: { protocol: string; listen: { port: number } }[];
+    }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`sidecar did not start:\n${out}`)), 30_000);
+      const poll = setInterval(() => {
+        const line = out.split('\n').find((l) => l.includes('"inferguard sidecar started"'));
+        if (!line) return;
+        clearInterval(poll);
+        clearTimeout(t);
+        resolve(JSON.parse(line) as never);
+      }, 25);
+    });
+    const port = (p: string) => started.listeners.find((l) => l.protocol === p)!.listen.port;
+    const base = `http://127.0.0.1:${port('http')}`;
+    const grpcTarget = `127.0.0.1:${port('grpc')}`;
+    const unary = (client: grpc.Client) =>
+      new Promise<grpc.StatusObject>((resolve) => {
+        const call = client.makeUnaryRequest(
+          INFER,
+          identity,
+          identity,
+          encodeInferRequest({ text: 'hi' }),
+          () => {},
+        );
+        call.on('status', resolve);
+      });
+
+    // in flight: a stream that takes ~1 s, and a gRPC call the model answers after 600 ms
+    const streamRes = await chat(base, true);
+    const streamBody = streamRes.text();
+    const client = new grpc.Client(grpcTarget, grpc.credentials.createInsecure());
+    closers.push(() => client.close());
+    const inferCalls = () => triton.calls.filter((c) => c.method === INFER).length;
+    const slow = unary(client);
+    await expect.poll(inferCalls, { timeout: 5000 }).toBe(1);
+
+    child.kill('SIGTERM');
+    await expect
+      .poll(async () => (await fetch(`http://127.0.0.1:${started.admin.port}/readyz`)).status, {
+        timeout: 5000,
+      })
+      .toBe(503);
+
+    // new work is refused: a new HTTP connection, a new gRPC channel
+    const fresh = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}' }).then(
+      (r) => r.status,
+      () => 'refused',
+    );
+    expect([503, 'refused']).toContain(fresh);
+    const other = new grpc.Client(grpcTarget, grpc.credentials.createInsecure());
+    closers.push(() => other.close());
+    expect((await unary(other)).code).toBe(grpc.status.UNAVAILABLE);
+    expect(inferCalls()).toBe(1);
+
+    // the in-flight ones finish whole
+    expect((await slow).code).toBe(grpc.status.OK);
+    const text = await streamBody;
+    for (let i = 0; i < 5; i++) expect(text).toContain(`part${i}`);
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(await exited).toBe(0);
+  });
+});
