@@ -35,14 +35,10 @@ import {
 import { inspectedRoute, pathAllowed, type InspectedRoute, type RouteKind } from './routes.js';
 import { BINARY_HEADER, splitBinary } from './kserve-binary.js';
 import { SseDecoder, SseTooLargeError, type SseEvent } from './sse.js';
-import {
-  GenerateStreamGuard,
-  OpenAiStreamGuard,
-  ResponsesStreamGuard,
-  StreamBoundError,
-  type StreamEnv,
-  type StreamGuard,
-} from './stream-guard.js';
+import { StreamBoundError, type StreamEnv, type StreamGuard } from './stream-guard.js';
+import { OpenAiStreamGuard } from './stream-openai.js';
+import { ResponsesStreamGuard } from './stream-responses.js';
+import { GenerateStreamGuard } from './stream-triton.js';
 import {
   decodable,
   decodeBody,

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadPolicyText } from '../../policy/index.js';
 import { SseDecoder } from './sse.js';
-import { OpenAiStreamGuard } from './stream-guard.js';
+import { OpenAiStreamGuard } from './stream-openai.js';
 import { chatText, parseSse, SECRET, TEST_POLICY } from './test-context.js';
 
 const policy = loadPolicyText(TEST_POLICY, 'test.yaml');
