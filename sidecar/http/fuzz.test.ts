@@ -336,6 +336,27 @@ describe('HTTP listener under hostile bodies', { timeout: 60_000 }, () => {
     expect(ok.status).toBe(200);
   });
 
+  it('a KServe tensor whose data nests thousands deep is a 400, not an engine fault (was a stack overflow → 503)', async () => {
+    const deep = `${'['.repeat(20_000)}"x"${']'.repeat(20_000)}`;
+    const o = await send(
+      '/v2/models/m/infer',
+      `{"inputs":[{"name":"text_input","datatype":"BYTES","shape":[1],"data":${deep}}]}`,
+    );
+    expect(o.status).toBe(400);
+    expect(JSON.parse(o.body).error.message).toBe(
+      'malformed request: inputs[0].data is nested deeper than 64',
+    );
+    checkOutcome(o);
+    // a real tensor's nesting (its rank) is fine
+    const ok = await send(
+      '/v2/models/m/infer',
+      JSON.stringify({
+        inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1, 1, 1], data: [[['hello']]] }],
+      }),
+    );
+    expect(ok.status).toBe(200);
+  });
+
   it('bodies with wrong content-encoding or a lying content-length are refused, not forwarded', async () => {
     const before = fake.requests.length;
     for (const enc of ['gzip', 'br', 'deflate', 'zstd', 'x-custom']) {

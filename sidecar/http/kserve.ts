@@ -14,17 +14,26 @@ import {
 } from './exchange.js';
 import { BINARY_HEADER, binaryTensors } from './kserve-binary.js';
 
+/**
+ * Nesting of a tensor's `data` beyond this is not a tensor: it is refused as malformed. Without a bound
+ * a body of a few KiB of `[[[[…` overflowed the stack in the walk below, and the client got a 503
+ * engine_fault instead of a 400 (found by sidecar/http/fuzz.test.ts). Real tensors nest as deep as their
+ * rank, which is single-digit.
+ */
+const MAX_DATA_DEPTH = 64;
+
 /** Every string element of a BYTES tensor's (possibly nested) `data`, with a setter. */
 function bytesData(c: Collector, data: Json, path: string, source: 'user' | 'output') {
   let flat = 0;
-  const walk = (arr: Json[]) => {
+  const walk = (arr: Json[], depth: number) => {
+    if (depth > MAX_DATA_DEPTH) throw malformed(`${path}.data is nested deeper than ${MAX_DATA_DEPTH}`);
     arr.forEach((v: Json, k: number) => {
-      if (Array.isArray(v)) return walk(v);
+      if (Array.isArray(v)) return walk(v, depth + 1);
       const at = flat++;
       if (typeof v === 'string') c.text(`${path}.data[${at}]`, source, v, (t) => (arr[k] = t));
     });
   };
-  if (Array.isArray(data)) walk(data);
+  if (Array.isArray(data)) walk(data, 1);
 }
 
 export function decodeInferRequest(
