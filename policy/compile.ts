@@ -26,7 +26,7 @@ import type {
 } from './types.js';
 import { VALIDATORS, type Validator } from './scanners/validators.js';
 import { maxMatchLength } from './scanners/holdback.js';
-import { prefilter, withoutCaptures } from './scanners/prefilter.js';
+import { prefilterParts, withoutCaptures } from './scanners/prefilter.js';
 
 export interface CompiledPolicy {
   readonly name: string;
@@ -64,6 +64,10 @@ export interface RuleGroup {
   readonly sets: readonly { readonly set: InstanceType<typeof RE2.Set>; readonly ruleIndex: Int32Array }[];
   /** rules without a useful prefilter: run on every scan */
   readonly always: Int32Array;
+  /** per rule: how many of its set entries must hit before it runs (all of them) */
+  readonly required: Int32Array;
+  /** per rule hit counter, zero between scans (scans are synchronous, so one per group suffices) */
+  readonly counts: Int32Array;
   /** streaming hold-back in normalized characters: longest rule match, capped at limits.maxHoldback */
   readonly holdback: number;
 }
@@ -171,10 +175,14 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
   const rules = picked.map(compileRule);
   const entries: [number, string][] = [];
   const always: number[] = [];
+  const required = new Int32Array(picked.length);
   picked.forEach((r, i) => {
-    const f = prefilter(r.pattern).pattern;
-    if (f === null) always.push(i);
-    else entries.push([i, f]);
+    const parts = prefilterParts(r.pattern);
+    if (parts === null) always.push(i);
+    else {
+      for (const f of parts) entries.push([i, f]);
+      required[i] = parts.length;
+    }
   });
   // two markers ride along in the set so a scan learns for free whether any text could be encoded
   if (entries.length > 0 || always.length > 0) {
@@ -184,7 +192,14 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
   let longest = extraHoldback;
   for (const r of rules) longest = Math.max(longest, r.maxLength);
   const cap = resolved.limits.maxHoldback > 0 ? resolved.limits.maxHoldback : 4096;
-  return { rules, sets, always: Int32Array.from(always), holdback: Math.min(longest, cap) };
+  return {
+    rules,
+    sets,
+    always: Int32Array.from(always),
+    required,
+    counts: new Int32Array(picked.length),
+    holdback: Math.min(longest, cap),
+  };
 }
 
 function compileTools(t: ResolvedPolicy['tools']): CompiledTools {

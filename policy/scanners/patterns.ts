@@ -31,18 +31,26 @@ export function matchRules(
 ): number {
   let may = 0;
   if (group.rules.length === 0 || text.length === 0) return may;
-  for (const { set, ruleIndex } of group.sets) {
-    const hits = set.match(text);
-    for (let h = 0; h < hits.length; h++) {
-      const idx = ruleIndex[hits[h]];
-      if (idx < 0) {
-        may |= idx === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
-        continue;
+  // a rule runs when every one of its set entries hit (they all occur in any of its matches)
+  const counts = group.counts;
+  const touched: number[] = [];
+  try {
+    for (const { set, ruleIndex } of group.sets) {
+      const hits = set.match(text);
+      for (let h = 0; h < hits.length; h++) {
+        const idx = ruleIndex[hits[h]];
+        if (idx < 0) may |= idx === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
+        else if (counts[idx]++ === 0) touched.push(idx);
       }
+    }
+    for (const idx of touched) {
+      if (counts[idx] !== group.required[idx]) continue;
       const rule = group.rules[idx];
       if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
       collect(rule, text, out);
     }
+  } finally {
+    for (const idx of touched) counts[idx] = 0;
   }
   for (let k = 0; k < group.always.length; k++) {
     const rule = group.rules[group.always[k]];

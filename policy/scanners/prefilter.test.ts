@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import RE2 from 're2';
 import { parse } from 'yaml';
-import { prefilter, withoutCaptures } from './prefilter.js';
+import { prefilter, prefilterParts, withoutCaptures } from './prefilter.js';
 import { normalize } from '../normalize.js';
 
 const PACKS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'packs');
@@ -67,14 +67,27 @@ describe('prefilter', () => {
     fc.assert(
       fc.property(pattern, fc.array(text, { minLength: 1, maxLength: 5 }), (p, texts) => {
         const full = new RE2(p, 'u');
-        const f = prefilter(p).pattern;
-        if (f === null) return;
-        const pre = new RE2(f, 'u');
-        for (const t of texts)
-          if (full.test(t)) expect(pre.test(t), `${p} ⊄ ${f} on ${JSON.stringify(t)}`).toBe(true);
+        const parts = prefilterParts(p);
+        if (parts === null) return;
+        expect(parts).toContain(prefilter(p).pattern);
+        for (const f of parts) {
+          const pre = new RE2(f, 'u');
+          for (const t of texts)
+            if (full.test(t)) expect(pre.test(t), `${p} ⊄ ${f} on ${JSON.stringify(t)}`).toBe(true);
+        }
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('gives a plain sequence several parts that must all hit', () => {
+    expect(prefilterParts(String.raw`(?i)\bsecret[^\n]{0,80}\bpassword[^\n]{0,80}token`)).toEqual([
+      String.raw`(?i)\bpassword`,
+      String.raw`(?i)\bsecret`,
+      '(?i)token',
+    ]);
+    expect(prefilterParts('abc|d+')).toEqual(['abc|d{1}']);
+    expect(prefilterParts('x*')).toBeNull();
   });
 
   it('falls back to the full pattern when it cannot parse it', () => {
@@ -92,13 +105,12 @@ describe('prefilter', () => {
       const texts = (pack.tests ?? []).flatMap((t) => [t.input, t.output]).filter((t): t is string => !!t);
       for (const r of pack.rules) {
         const full = new RE2(r.pattern, 'u');
-        const f = prefilter(r.pattern).pattern;
-        const pre = f === null ? null : new RE2(f, 'u');
+        const pres = (prefilterParts(r.pattern) ?? []).map((f) => new RE2(f, 'u'));
         for (const t of texts) {
           const n = normalize(t).text;
           if (!full.test(n)) continue;
           checked++;
-          if (pre !== null) expect(pre.test(n), `${r.id} on a pack test`).toBe(true);
+          for (const pre of pres) expect(pre.test(n), `${r.id} on a pack test`).toBe(true);
         }
       }
     }

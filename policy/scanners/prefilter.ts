@@ -199,20 +199,21 @@ function prefixAlternation(branches: Item[][]): string {
  * item's head) occurs inside any match, so the set may use whichever is most selective — the one with the
  * most literal characters. Flag setters in front of the chosen run are kept.
  */
-function substringSequence(items: Item[], inherited: string): [string, string] {
-  let best = '';
-  let bestStrength = -1;
+interface Segment {
+  text: string;
+  strength: number;
+}
+
+/** every run of narrow items (plus the head of the wide item that ends it), each with its flags */
+function segmentsOf(items: Item[], inherited: string): { segments: Segment[]; flags: string } {
+  const segments: Segment[] = [];
   let flags = inherited;
   let run = '';
   let runStrength = 0;
   let runFlags = inherited;
   const close = (tail: string, tailStrength: number) => {
-    const text = run + tail;
-    const st = runStrength + tailStrength;
-    if (text !== '' && st > bestStrength) {
-      best = runFlags + text;
-      bestStrength = st;
-    }
+    if (run + tail !== '')
+      segments.push({ text: runFlags + run + tail, strength: runStrength + tailStrength });
   };
   for (const it of items) {
     if (it.zeroWidth && it.atom.startsWith('(?')) {
@@ -232,7 +233,14 @@ function substringSequence(items: Item[], inherited: string): [string, string] {
     runFlags = flags;
   }
   close('', 0);
-  return [best, flags];
+  return { segments, flags };
+}
+
+function substringSequence(items: Item[], inherited: string): [string, string] {
+  const { segments, flags } = segmentsOf(items, inherited);
+  let best: Segment | null = null;
+  for (const sg of segments) if (best === null || sg.strength > best.strength) best = sg;
+  return [best?.text ?? '', flags];
 }
 
 /**
@@ -276,6 +284,42 @@ export function prefilter(pattern: string): Prefilter {
     return { pattern };
   }
   return { pattern: cut };
+}
+
+/** most set entries one rule gets: all must match before the rule runs */
+const MAX_PARTS = 3;
+
+/**
+ * Set entries for a rule: every one of them occurs in any match, so the rule runs only when ALL of them hit
+ * (an AND the set itself cannot express). A plain sequence gives its strongest segments (up to 3, each
+ * with at least one literal character); a top-level alternation gives the one alternation prefilter.
+ * null = run the rule on every scan.
+ */
+export function prefilterParts(pattern: string): string[] | null {
+  const single = prefilter(pattern).pattern;
+  if (single === null) return null;
+  let alt: Item[][];
+  try {
+    const p = new Parser(pattern);
+    alt = p.alternation();
+    if (p.i !== pattern.length || alt.length !== 1) return [single];
+  } catch {
+    return [single];
+  }
+  const parts = segmentsOf(alt[0], '')
+    .segments.filter((sg) => sg.strength > 0)
+    .sort((a, b) => b.strength - a.strength)
+    .slice(0, MAX_PARTS)
+    .map((sg) => sg.text)
+    .filter((t) => {
+      try {
+        return !new RE2(t, 'u').test('');
+      } catch {
+        return false;
+      }
+    });
+  if (!parts.includes(single)) parts.unshift(single);
+  return [...new Set(parts)].slice(0, MAX_PARTS);
 }
 
 /**
