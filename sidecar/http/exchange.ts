@@ -77,21 +77,41 @@ export function capField(obj: Record<string, Json>, key: string, max: number): b
 }
 
 /** identifiers and enums, not text, when an unknown structure is scanned leaf by leaf */
-const NOT_TEXT = new Set(['type', 'id', 'role', 'status', 'object', 'model', 'format', 'expires_at']);
+export const NOT_TEXT = new Set([
+  'type',
+  'id',
+  'role',
+  'status',
+  'object',
+  'model',
+  'format',
+  'expires_at',
+  'sequence_number',
+]);
 
-/** every string leaf of a structure we have no specific decoder for, as output text */
-export function textLeaves(c: Collector, v: Json, path: string): void {
+/** deeper than this, an answer's structure is not something a model server sends */
+export const MAX_LEAF_DEPTH = 64;
+
+/**
+ * Every string leaf of a structure we have no specific decoder for, as output text. Bounded in depth:
+ * a hostile upstream's `[[[[…` fails closed instead of overflowing the stack.
+ */
+export function textLeaves(c: Collector, v: Json, path: string, depth = 0): void {
+  if (depth > MAX_LEAF_DEPTH)
+    throw new GuardError('upstream_unavailable', {
+      reason: `answer nested deeper than ${MAX_LEAF_DEPTH} levels`,
+    });
   if (Array.isArray(v)) {
     v.forEach((x, i) =>
       typeof x === 'string'
         ? c.text(`${path}[${i}]`, 'output', x, (t) => (v[i] = t))
-        : textLeaves(c, x, `${path}[${i}]`),
+        : textLeaves(c, x, `${path}[${i}]`, depth + 1),
     );
   } else if (isObject(v)) {
     for (const [k, x] of Object.entries(v)) {
       if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
       if (typeof x === 'string') c.text(`${path}.${k}`, 'output', x, (t) => (v[k] = t));
-      else textLeaves(c, x, `${path}.${k}`);
+      else textLeaves(c, x, `${path}.${k}`, depth + 1);
     }
   }
 }

@@ -384,6 +384,23 @@ describe('responses are judged before the client sees them', () => {
     expect(await res.text()).not.toContain(SECRET);
   });
 
+  it('an answer nested thousands deep fails closed with 502, streamed (error event) or not', async () => {
+    const deep = `${'['.repeat(20_000)}"key ${SECRET}"${']'.repeat(20_000)}`;
+    fake.enqueue({
+      status: 200,
+      body: `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi","audio":{"transcript":${deep}}},"finish_reason":"stop"}]}`,
+    });
+    let res = await post('/v1/chat/completions', chatBody('hi'));
+    expect(res.status).toBe(502);
+    expect(await res.text()).not.toContain(SECRET);
+    const chunk = `{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"audio":{"transcript":${deep}}},"finish_reason":null}]}`;
+    fake.enqueue({ events: [chunk, '[DONE]'] });
+    res = await post('/v1/chat/completions', chatBody('hi', { stream: true }));
+    const raw = await res.text();
+    expect(raw).not.toContain(SECRET);
+    expect(raw).toContain('event: error');
+  });
+
   it('a redacted answer has a correct content-length', async () => {
     fake.enqueue({ text: 'Write to alice@example.org please.' });
     const res = await post('/v1/chat/completions', chatBody('Who do I write to?'));

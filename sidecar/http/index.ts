@@ -513,7 +513,9 @@ export async function createHttpListener(
           }
         } catch (e) {
           scanSeconds += (performance.now() - t) / 1000;
-          const bound = e instanceof SseTooLargeError || e instanceof StreamBoundError;
+          // bounds (event size, held call size, nesting) are properties of the stream, not engine faults
+          const bound =
+            e instanceof SseTooLargeError || e instanceof StreamBoundError || e instanceof GuardError;
           if (ctx.fail === 'open' && !bound) {
             // fail open: what the scanner held is lost with it; the rest goes on unscanned
             engineFault(e, trace, 'output');

@@ -22,7 +22,7 @@ import {
   type ToolCall,
 } from '../../policy/index.js';
 import { errorMessage } from '../errors.js';
-import { Collector, type Json } from './exchange.js';
+import { Collector, textLeaves, type Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
 
 export interface StreamEnv {
@@ -174,21 +174,7 @@ export abstract class StreamGuard {
   /** every string in an object we have no stream state for, as one non-streamed response */
   protected judgeWhole(obj: Json, path: string): boolean {
     const c = new Collector();
-    const walk = (o: Json, p: string) => {
-      if (Array.isArray(o))
-        o.forEach((v, i) =>
-          typeof v === 'string'
-            ? c.text(`${p}[${i}]`, 'output', v, (t) => (o[i] = t))
-            : walk(v, `${p}[${i}]`),
-        );
-      else if (o && typeof o === 'object')
-        for (const [k, v] of Object.entries(o)) {
-          if (NOT_TEXT.has(k) || k.endsWith('_id')) continue;
-          if (typeof v === 'string') c.text(`${p}.${k}`, 'output', v, (t) => (o[k] = t));
-          else walk(v, `${p}.${k}`);
-        }
-    };
-    walk(obj, path);
+    textLeaves(c, obj, path);
     if (!c.segments.length) return false;
     const v = this.scanWhole(c.segments);
     if (v.decision === 'block' || !v.redactions.size) return false;
@@ -218,16 +204,3 @@ export class StreamBoundError extends Error {
     this.name = 'StreamBoundError';
   }
 }
-
-/** identifiers and enums, not text, in events judged whole */
-export const NOT_TEXT = new Set([
-  'type',
-  'id',
-  'item_id',
-  'call_id',
-  'status',
-  'role',
-  'object',
-  'model',
-  'sequence_number',
-]);

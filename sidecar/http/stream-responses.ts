@@ -1,7 +1,7 @@
 // /v1/responses streams: typed events with sequence numbers, function calls held per output item.
-import type { Json } from './exchange.js';
+import { NOT_TEXT, type Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
-import { MAX_HELD_CALL_CHARS, NOT_TEXT, StreamBoundError, StreamGuard } from './stream-guard.js';
+import { MAX_HELD_CALL_CHARS, StreamBoundError, StreamGuard } from './stream-guard.js';
 
 interface HeldItem {
   outputIndex: number;
