@@ -53,6 +53,7 @@ export interface HiddenText {
 // Cheap test for the fast path: printable ASCII and single spaces only.
 const NEEDS_WORK = /[^\x21-\x7e ]| {2}/;
 const NON_PRINTABLE = /[^\x20-\x7e]/g;
+const DOUBLE_SPACE = / {2}/g;
 const ASCII_CONTROL_SPACE = /[\t\n\v\f\r]/;
 const ASCII_CONTROL_SPACE_G = /[\t\n\v\f\r]/g;
 
@@ -270,8 +271,9 @@ export function normalize(original: string): NormalizedText {
         nextOther = NON_PRINTABLE.exec(text)?.index ?? len;
       }
       if (nextDouble < i) {
-        const d = text.indexOf('  ', i);
-        nextDouble = d < 0 ? len : d + 1; // the second space is the change
+        DOUBLE_SPACE.lastIndex = i; // (a regex: V8 finds this faster than indexOf('  '))
+        const d = DOUBLE_SPACE.exec(text);
+        nextDouble = d === null ? len : d.index + 1; // the second space is the change
       }
       const j = nextOther < nextDouble ? nextOther : nextDouble;
       if (tagStart >= 0) endTag();
