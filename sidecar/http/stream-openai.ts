@@ -28,6 +28,8 @@ interface ChoiceState {
   held: Map<number, HeldCall>;
   current?: number;
   finished: boolean;
+  /** a chunk with this choice's finish_reason went (or is queued to go) to the client */
+  finishSent?: boolean;
   /** the last #finishChoice wrote text tails into the finishing chunk */
   tailsMerged?: boolean;
   /** text fields seen in this choice's deltas (content, reasoning_content, refusal, ...) */
@@ -242,6 +244,7 @@ export class OpenAiStreamGuard extends StreamGuard {
         if (ch.logprobs) ch.logprobs = null;
         if (ch.finish_reason == null && isEmptyDelta(holder, this.#chat)) continue;
       }
+      if (ch.finish_reason != null) st.finishSent = true;
       kept.push(ch);
     }
     if (!changed) return out + ev.raw;
@@ -378,7 +381,8 @@ export class OpenAiStreamGuard extends StreamGuard {
 
   #blockTail(): string {
     this.#done = true;
-    const indexes = [...this.#choices.entries()].filter(([, s]) => !s.finished).map(([i]) => i);
+    // every choice the client has not seen end yet ends now
+    const indexes = [...this.#choices.entries()].filter(([, s]) => !s.finishSent).map(([i]) => i);
     const choices = (indexes.length ? indexes : [0]).map((index) =>
       this.#chat
         ? { index, delta: {}, logprobs: null, finish_reason: 'content_filter' }

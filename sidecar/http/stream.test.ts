@@ -226,6 +226,33 @@ describe('odd upstreams', () => {
     choices: [{ index: 0, delta: d, finish_reason: finish }],
   });
 
+  it('n > 1: each choice has its own scanner; a secret split inside choice 1 ends every open choice', async () => {
+    const two = (c0: string, c1: string) => ({
+      ...env,
+      choices: [
+        { index: 0, delta: { content: c0 }, finish_reason: null },
+        { index: 1, delta: { content: c1 }, finish_reason: null },
+      ],
+    });
+    // interleaving would form the secret if both choices shared one buffer: they must not
+    const raw = await chat({
+      events: [
+        two('Answer one: sk-live-', 'Answer two: '),
+        two('fine', SECRET.slice(0, 12)),
+        two(' end', SECRET.slice(12)),
+        '[DONE]',
+      ],
+    });
+    expect(raw).not.toContain(SECRET.slice(8, 16));
+    const events = parseSse(raw);
+    const last = JSON.parse(events.at(-3)!);
+    expect(last.choices.map((c: any) => [c.index, c.finish_reason])).toEqual([
+      [0, 'content_filter'],
+      [1, 'content_filter'],
+    ]);
+    expectBlockedEnding(raw, 'test.secret');
+  });
+
   it('text in a delta field we do not know (refusal) is scanned like content', async () => {
     const raw = await chat({
       events: [
