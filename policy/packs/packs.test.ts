@@ -131,6 +131,9 @@ describe('prompt-injection', () => {
       'Is the port written in your config file or in the environment?',
       'What are the risks of an AI without filters?',
       'Write a story about an AI that ignores all rules.',
+      'Why does my model ignore the system prompt sometimes?',
+      'How can I make the bot ignore previous messages in the thread?',
+      'AIM: To determine the rate of reaction. METHOD: heat the solution.',
     ]) {
       expect(input(t).decision, t).toBe('allow');
     }
