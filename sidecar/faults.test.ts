@@ -402,17 +402,17 @@ describe('SIGTERM with calls in flight (the real process)', { timeout: 60_000 },
     const { spawnCli } = await import('../testing/cli.js');
     const triton = await startFakeTriton();
     closers.push(() => triton.close());
-    triton.script = () => ({ chunks: ['slow ', 'answer'], delayMs: 600 });
+    triton.script = () => ({ chunks: ['slow ', 'answer'], delayMs: 1500 });
     const up = await httpUpstream((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       let i = 0;
       const timer = setInterval(() => {
-        if (i < 5) res.write(sseChunk(`part${i++} `));
+        if (i < 10) res.write(sseChunk(`part${i++} `));
         else {
           clearInterval(timer);
           res.end('data: [DONE]\n\n');
         }
-      }, 150);
+      }, 200);
     });
     const child = spawnCli(
       [
@@ -463,7 +463,7 @@ describe('SIGTERM with calls in flight (the real process)', { timeout: 60_000 },
         call.on('status', resolve);
       });
 
-    // in flight: a stream that takes ~1 s, and a gRPC call the model answers after 600 ms
+    // in flight: a stream that takes ~2 s, and a gRPC call the model answers after 1.5 s
     const streamRes = await chat(base, true);
     const streamBody = streamRes.text();
     const client = new grpc.Client(grpcTarget, grpc.credentials.createInsecure());
@@ -493,7 +493,7 @@ describe('SIGTERM with calls in flight (the real process)', { timeout: 60_000 },
     // the in-flight ones finish whole
     expect((await slow).code).toBe(grpc.status.OK);
     const text = await streamBody;
-    for (let i = 0; i < 5; i++) expect(text).toContain(`part${i}`);
+    for (let i = 0; i < 10; i++) expect(text).toContain(`part${i}`);
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await exited).toBe(0);
   });
