@@ -146,8 +146,12 @@ function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
   };
 }
 
-/** sets over `entries` ([rule index, set pattern]); a part RE2 refuses is split in halves */
-function buildSets(entries: readonly [number, string][]): RuleGroup['sets'] {
+/**
+ * Sets over `entries` ([rule index, set pattern]); a part RE2 refuses is split in halves. A single
+ * prefilter RE2 refuses (a cut the syntax walk got wrong) goes to `refused`: its rule then runs on every
+ * scan, which is slower but never misses.
+ */
+function buildSets(entries: readonly [number, string][], refused: number[]): RuleGroup['sets'] {
   const out: { set: InstanceType<typeof RE2.Set>; ruleIndex: Int32Array }[] = [];
   const build = (from: number, to: number) => {
     if (to <= from) return;
@@ -159,8 +163,11 @@ function buildSets(entries: readonly [number, string][]): RuleGroup['sets'] {
         { maxMem: SET_MAX_MEM },
       );
       out.push({ set, ruleIndex: Int32Array.from(part.map(([i]) => i)) });
-    } catch (err) {
-      if (to - from === 1) throw err;
+    } catch {
+      if (to - from === 1) {
+        refused.push(part[0][0]);
+        return;
+      }
       const mid = (from + to) >>> 1;
       build(from, mid);
       build(mid, to);
@@ -188,7 +195,21 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
   if (entries.length > 0 || always.length > 0) {
     entries.push([MARK_BASE64, ENCODED_BASE64_HINT], [MARK_PERCENT, ENCODED_PERCENT_HINT]);
   }
-  const sets = buildSets(entries);
+  const refused: number[] = [];
+  let sets = buildSets(entries, refused);
+  if (refused.length > 0) {
+    // run those rules always, and rebuild without any of their entries (an AND with a missing part
+    // would never be satisfied)
+    const bad = new Set(refused.filter((i) => i >= 0));
+    for (const i of bad) {
+      always.push(i);
+      required[i] = 0;
+    }
+    sets = buildSets(
+      entries.filter(([i]) => !bad.has(i)),
+      [],
+    );
+  }
   let longest = extraHoldback;
   for (const r of rules) longest = Math.max(longest, r.maxLength);
   const cap = resolved.limits.maxHoldback > 0 ? resolved.limits.maxHoldback : 4096;

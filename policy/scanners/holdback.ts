@@ -8,6 +8,10 @@
 // flags and named groups), alternation and quantifiers. Anything it does not understand yields
 // Infinity, which is always safe (the cap applies).
 
+const QUANT = /\{(\d+)(,(\d*))?\}/y;
+const FLAGS = /[imsU-]*/y;
+const OCTAL = /[0-7]{0,2}/y;
+
 /** width of one atom: 1 for what can only match a BMP unit, 2 for what may match an astral code point */
 const ASTRAL = 2;
 
@@ -20,6 +24,12 @@ export function maxMatchLength(pattern: string): number {
   } catch {
     return Infinity;
   }
+}
+
+/** exec a sticky regex at position `at` of `s`, without slicing (patterns can be kilobytes long) */
+function stickyAt(re: RegExp, s: string, at: number): RegExpExecArray | null {
+  re.lastIndex = at;
+  return re.exec(s);
 }
 
 class Parser {
@@ -54,7 +64,7 @@ class Parser {
       } else if (c === '?') {
         this.i++;
       } else if (c === '{') {
-        const m = /^\{(\d+)(,(\d*))?\}/.exec(this.s.slice(this.i));
+        const m = stickyAt(QUANT, this.s, this.i);
         if (!m) return n; // a literal `{` (RE2 accepts it)
         this.i += m[0].length;
         const max = m[2] === undefined ? Number(m[1]) : m[3] === '' ? Infinity : Number(m[3]);
@@ -98,7 +108,7 @@ class Parser {
         if (this.i === 0) throw new Error('bad group');
       } else {
         // flags: (?i) or (?i:...) or (?:...)
-        const m = /^[imsU-]*/.exec(this.s.slice(this.i))!;
+        const m = stickyAt(FLAGS, this.s, this.i)!;
         this.i += m[0].length;
         if (this.s[this.i] === ')') {
           this.i++;
@@ -189,7 +199,7 @@ class Parser {
       default:
         if (e >= '0' && e <= '7') {
           // octal \123
-          const m = /^[0-7]{0,2}/.exec(this.s.slice(this.i))!;
+          const m = stickyAt(OCTAL, this.s, this.i)!;
           this.i += m[0].length;
         }
         return 1;

@@ -12,7 +12,11 @@
 // RE2 then finds the real matches with offsets. Alternation branches are cut one by one. A pattern whose
 // prefix would be empty or match the empty string (`\b[A-Za-z0-9]{40}\b`) has no useful prefilter and runs
 // on every scan ("always" rules); so does one the parser does not understand (its full pattern is used).
-import RE2 from 're2';
+
+const QUANT = /\{(\d+)(,(\d*))?\}/y;
+const NAMED_TAIL = /\?P?<[A-Za-z_][A-Za-z0-9_]*>/y;
+const FLAGS_TAIL = /\?([imsU-]*)(:|\))/y;
+const NAMED_GROUP = /\(\?P?<[A-Za-z_][A-Za-z0-9_]*>/y;
 
 /** a repetition wider than this is cut */
 const WIDE = 8;
@@ -31,6 +35,12 @@ interface Item {
   /** for groups: opening text (`(?:`, `(?i:`, `(`) and the inner alternation */
   open?: string;
   inner?: Item[][];
+}
+
+/** exec a sticky regex at position `at` of `s`, without slicing (patterns can be kilobytes long) */
+function stickyAt(re: RegExp, s: string, at: number): RegExpExecArray | null {
+  re.lastIndex = at;
+  return re.exec(s);
 }
 
 class Parser {
@@ -66,7 +76,7 @@ class Parser {
       min = c === '+' ? 1 : 0;
       max = c === '?' ? 1 : Infinity;
     } else if (c === '{') {
-      const m = /^\{(\d+)(,(\d*))?\}/.exec(this.s.slice(this.i));
+      const m = stickyAt(QUANT, this.s, this.i);
       if (m) {
         this.i += m[0].length;
         min = Number(m[1]);
@@ -76,7 +86,15 @@ class Parser {
     if (this.i > qStart && (this.s[this.i] === '?' || this.s[this.i] === '+')) this.i++;
     if (this.s[this.i] === '*' || this.s[this.i] === '+' || this.s[this.i] === '{')
       throw new Error('stacked quantifier');
-    return { ...base, atom, quant: this.s.slice(qStart, this.i), min, max };
+    return {
+      atom,
+      quant: this.s.slice(qStart, this.i),
+      min,
+      max,
+      zeroWidth: base.zeroWidth,
+      open: base.open,
+      inner: base.inner,
+    };
   }
 
   atom(): Pick<Item, 'zeroWidth' | 'open' | 'inner'> {
@@ -85,12 +103,12 @@ class Parser {
       this.i++;
       let open = '(';
       if (this.s[this.i] === '?') {
-        const named = /^\?P?<[A-Za-z_][A-Za-z0-9_]*>/.exec(this.s.slice(this.i));
+        const named = stickyAt(NAMED_TAIL, this.s, this.i);
         if (named) {
           this.i += named[0].length;
           open = '(?:';
         } else {
-          const flags = /^\?([imsU-]*)(:|\))/.exec(this.s.slice(this.i));
+          const flags = stickyAt(FLAGS_TAIL, this.s, this.i);
           if (!flags) throw new Error('unsupported group');
           this.i += flags[0].length;
           if (flags[2] === ')') return { zeroWidth: true }; // (?i) flag setter
@@ -144,14 +162,43 @@ class Parser {
 // whitespace repeats die at the first non-space character: they keep few DFA positions alive
 const SPACE_ATOM = /^(?:\\s|[ ]|\[ \\t\]|\[\\t \])$/;
 
+// Both walks below recurse into groups; memoized per item so a nested pattern is walked once.
+const wideMemo = new WeakMap<Item, boolean>();
+const strengthMemo = new WeakMap<Item, number>();
+
 function wide(it: Item): boolean {
-  if (it.zeroWidth) return false;
-  if (it.max > WIDE && !SPACE_ATOM.test(it.atom)) return true;
-  return it.inner !== undefined && it.inner.some((b) => b.some(wide));
+  let w = wideMemo.get(it);
+  if (w === undefined) {
+    w =
+      !it.zeroWidth &&
+      ((it.max > WIDE && !SPACE_ATOM.test(it.atom)) ||
+        (it.inner !== undefined && it.inner.some((b) => b.some(wide))));
+    wideMemo.set(it, w);
+  }
+  return w;
+}
+
+/** a copy with other repetition bounds (explicit: object spread is a slow path in V8 here) */
+function withBounds(it: Item, min: number, max: number): Item {
+  return {
+    atom: it.atom,
+    quant: it.quant,
+    min,
+    max,
+    zeroWidth: it.zeroWidth,
+    open: it.open,
+    inner: it.inner,
+  };
 }
 
 /** literal characters an item is sure to contribute (classes and assertions count 0) */
 function strength(it: Item): number {
+  let v = strengthMemo.get(it);
+  if (v === undefined) strengthMemo.set(it, (v = strengthOf(it)));
+  return v;
+}
+
+function strengthOf(it: Item): number {
   if (it.zeroWidth || it.min === 0) return 0;
   const k = Math.min(it.min, HEAD);
   if (it.inner !== undefined)
@@ -167,7 +214,7 @@ function head(it: Item): string {
   if (it.inner !== undefined) {
     const inner = prefixAlternation(it.inner);
     if (inner === '') return '';
-    return wide({ ...it, min: 1, max: 1 })
+    return wide(withBounds(it, 1, 1))
       ? `${it.open}${inner})`
       : `${it.open}${inner}){${Math.min(it.min, HEAD)}}`;
   }
@@ -227,7 +274,7 @@ function segmentsOf(items: Item[], inherited: string): { segments: Segment[]; fl
       continue;
     }
     const h = head(it);
-    close(h, h === '' ? 0 : strength({ ...it, max: it.min }));
+    close(h, h === '' ? 0 : strength(withBounds(it, it.min, it.min)));
     run = '';
     runStrength = 0;
     runFlags = flags;
@@ -276,14 +323,29 @@ export function prefilter(pattern: string): Prefilter {
   } catch {
     return { pattern };
   }
-  try {
-    const re = new RE2(cut, 'u');
-    // a prefix that matches the empty string says "maybe" for every text: no better than no filter
-    if (re.test('')) return { pattern: null };
-  } catch {
-    return { pattern };
-  }
+  // a cut that matches the empty string says "maybe" for every text: no better than no filter.
+  // (Decided on the syntax: compiling every cut with RE2 made policy compilation ~10× slower.)
+  const c = consumes(cut);
+  if (c === null) return { pattern };
+  if (!c) return { pattern: null };
   return { pattern: cut };
+}
+
+/** whether every match of `pattern` is at least one character long; null = cannot tell */
+function consumes(pattern: string): boolean | null {
+  try {
+    const p = new Parser(pattern);
+    const alt = p.alternation();
+    return p.i === pattern.length ? altConsumes(alt) : null;
+  } catch {
+    return null;
+  }
+}
+
+function altConsumes(branches: Item[][]): boolean {
+  return branches.every((b) =>
+    b.some((it) => !it.zeroWidth && it.min > 0 && (it.inner === undefined || altConsumes(it.inner))),
+  );
 }
 
 /** most set entries one rule gets: all must match before the rule runs */
@@ -311,13 +373,7 @@ export function prefilterParts(pattern: string): string[] | null {
     .sort((a, b) => b.strength - a.strength)
     .slice(0, MAX_PARTS)
     .map((sg) => sg.text)
-    .filter((t) => {
-      try {
-        return !new RE2(t, 'u').test('');
-      } catch {
-        return false;
-      }
-    });
+    .filter((t) => consumes(t) === true);
   if (!parts.includes(single)) parts.unshift(single);
   return [...new Set(parts)].slice(0, MAX_PARTS);
 }
@@ -355,7 +411,7 @@ export function withoutCaptures(pattern: string): string {
         out += '(?:';
         continue;
       }
-      const named = /^\(\?P?<[A-Za-z_][A-Za-z0-9_]*>/.exec(pattern.slice(i));
+      const named = stickyAt(NAMED_GROUP, pattern, i);
       if (named) {
         out += '(?:';
         i += named[0].length - 1;
