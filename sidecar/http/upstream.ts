@@ -81,9 +81,10 @@ export function upstreamError(e: unknown): GuardError {
  * Read a request body, refusing it (413) as soon as it passes `max` bytes: the declared
  * content-length is checked before reading, the running total while reading.
  */
-export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const max = bufferLimit(limit);
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge(max));
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -92,7 +93,7 @@ export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
       if (size > max) {
         cleanup();
         req.pause();
-        reject(tooLarge(max));
+        reject(tooLarge(limit));
         return;
       }
       chunks.push(c);
@@ -120,8 +121,22 @@ export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   });
 }
 
-export function tooLarge(max: number): GuardError {
-  return new GuardError('request_too_large', { limit: 'limits.maxRequestBytes', max });
+/**
+ * `limits.maxRequestBytes: 0` means "no policy limit", but a body must still be held in memory to be
+ * scanned, so it is then bounded by this ceiling (the gRPC listener's default message cap). Before, 0 was
+ * taken literally and every non-empty body got a 413 (found by the hardening tests, sidecar/limits.test.ts).
+ */
+export const REQUEST_BUFFER_CEILING = 64 * 1024 * 1024;
+
+/** the bytes a body may take: the policy's limit, or the ceiling when the policy sets none (0) */
+export function bufferLimit(limit: number): number {
+  return limit > 0 ? limit : REQUEST_BUFFER_CEILING;
+}
+
+export function tooLarge(limit: number): GuardError {
+  return limit > 0
+    ? new GuardError('request_too_large', { limit: 'limits.maxRequestBytes', max: limit })
+    : new GuardError('request_too_large', { limit: 'the inspection buffer', max: REQUEST_BUFFER_CEILING });
 }
 
 const DECODERS: Record<string, (b: Buffer, o: { maxOutputLength: number }) => Buffer> = {
@@ -138,7 +153,8 @@ export function decodable(encoding: string | undefined): boolean {
 }
 
 /** Undo a content-encoding, bounded: a zip bomb is `request_too_large`, garbage is malformed. */
-export function decodeBody(body: Buffer, encoding: string | undefined, max: number): Buffer {
+export function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Buffer {
+  const max = bufferLimit(limit);
   const e = (encoding ?? '').trim().toLowerCase();
   if (e === '' || e === 'identity') return body;
   const fn = DECODERS[e];
@@ -150,7 +166,7 @@ export function decodeBody(body: Buffer, encoding: string | undefined, max: numb
   try {
     return fn(body, { maxOutputLength: max });
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(max);
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
     throw new GuardError('malformed_request', { reason: `body is not valid ${e}` });
   }
 }
