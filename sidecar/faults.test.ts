@@ -270,6 +270,28 @@ describe('upstream faults', { timeout: 30_000 }, () => {
     expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
   });
 
+  it('HTTP: a model server that stalls mid-stream hits the body timeout → an upstream_timeout event and [DONE], upstream closed', async () => {
+    let closed!: () => void;
+    const upstreamClosed = new Promise<void>((r) => (closed = r));
+    const up = await httpUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(sseChunk('then silence '));
+      res.on('close', () => closed()); // never ends on its own
+    });
+    const l = await createHttpListener(
+      context(policy, 'closed'),
+      { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: up.port } },
+      { bodyTimeoutMs: 300 },
+    );
+    closers.push(() => l.close(100));
+    const res = await chat(`http://127.0.0.1:${l.address.port}`, true);
+    const body = await res.text();
+    expect(body).toContain('"type":"upstream_timeout"');
+    expect(body.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    await upstreamClosed;
+    await expect.poll(() => up.connections(), { timeout: 5000 }).toBe(0);
+  });
+
   it('HTTP: the model server resets before answering → 502', async () => {
     const up = await httpUpstream((req) => req.socket.destroy());
     const base = await httpListener(context(policy, 'closed'), up.port);
