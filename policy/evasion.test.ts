@@ -165,10 +165,10 @@ export const VARIANTS: Variant[] = [
 const ALL = ['injection', 'awsKey', 'githubToken', 'markdownImage'];
 export const CAUGHT: Record<string, string[]> = {
   plain: ALL,
-  // a case-changed token or URL is a different string to a case-sensitive rule; the model can be
-  // asked to change case back (known miss for the secrets and exfiltration rules)
-  upper: ['injection', 'awsKey'], // the AWS key is upper case already
-  'mixed-case': ['injection'],
+  // a case-changed token is a different string to a case-sensitive rule, and the model can be asked to
+  // change case back (known miss for the secrets rules); URL schemes are matched case-insensitively
+  upper: ['injection', 'awsKey', 'markdownImage'], // the AWS key is upper case already
+  'mixed-case': ['injection', 'markdownImage'],
   'extra-spacing': ALL,
   newlines: ALL,
   nbsp: ALL,
