@@ -58,6 +58,8 @@ export interface SoakResult {
   /** V8 heap in use (from the sidecar's /metrics), one sample a second */
   heapUsedMiB: number[];
   requestsPerSecond: number;
+  /** Node process warnings the sidecar printed (e.g. MaxListenersExceededWarning: a listener leak) */
+  warnings: string[];
 }
 
 const ATTACKS = [
@@ -163,7 +165,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // keep only the start-up line; per-decision log lines would grow this buffer
     if (!out.includes('inferguard sidecar started')) out += d.toString('utf8');
   });
-  child.stderr?.resume();
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 64 * 1024) stderr += d.toString('utf8');
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
   const cleanups: (() => Promise<unknown> | void)[] = [
     async () => {
@@ -371,6 +376,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       rssMiB: { afterWarmup: rssWarm, end: rssEnd, max: Math.max(rssEnd, ...samples), samples },
       heapUsedMiB: heap,
       requestsPerSecond: completed / seconds,
+      warnings: stderr.split('\n').filter((l) => /Warning|leak/i.test(l)),
     };
   } finally {
     for (const c of cleanups) await c();
@@ -388,6 +394,7 @@ export function violations(r: SoakResult): string[] {
     if (x.allowedOk + x.blocked !== x.sent)
       out.push(`${p}: ${x.sent} sent, ${x.allowedOk + x.blocked} accounted for`);
   }
+  if (r.warnings.length) out.push(`sidecar warnings: ${r.warnings.join(' | ')}`);
   return out;
 }
 
@@ -427,7 +434,9 @@ export async function run(): Promise<void> {
   console.log(`V8 heap used (1/s, MiB): ${r.heapUsedMiB.map((s) => s.toFixed(0)).join(' ')}`);
   const bad = violations(r);
   if (bad.length) throw new Error(`soak invariants violated:\n${bad.join('\n')}`);
-  console.log('invariants: no request lost or misrouted, every attack blocked and none reached an upstream');
+  console.log(
+    'invariants: no request lost or misrouted, every attack blocked and none reached an upstream, no process warnings (listener leaks)',
+  );
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
