@@ -7,9 +7,11 @@
 //
 //   npx tsx bench/soak.ts                  (or `npm run bench -- soak`)
 //   SOAK_REQUESTS=20000 SOAK_CONCURRENCY=64 SOAK_MAX_SECONDS=75 npx tsx bench/soak.ts
+//   npm run build && SOAK_CLI=dist/cli.js npx tsx bench/soak.ts      (the built CLI, as in the image)
 //
 // Bounded: it stops issuing requests after SOAK_MAX_SECONDS (default 60) and says so. `runSoak` is also
 // called by bench/soak.test.ts with a small count, so the invariants (not the figures) run in CI.
+import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -139,27 +141,30 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const attackShare = opts.attackShare ?? 0.25;
   const triton = await startFakeTriton(); // default script: echoes text_input
   const http = await echoHttp();
-  const child = spawnCli(
-    [
-      'sidecar',
-      '--grpc',
-      `127.0.0.1:0=127.0.0.1:${triton.port}`,
-      '--http',
-      `127.0.0.1:0=127.0.0.1:${http.port}`,
-      '--admin',
-      '127.0.0.1:0',
-      '--log-level',
-      'info',
-    ],
-    {
-      env: {
-        OTEL_TRACES_EXPORTER: 'none',
-        OTEL_METRICS_EXPORTER: 'none',
-        // e.g. SOAK_NODE_OPTIONS=--max-old-space-size=96 to see what a heap cap does to RSS
-        ...(process.env.SOAK_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SOAK_NODE_OPTIONS } : {}),
-      },
-    },
-  );
+  const sidecarArgs = [
+    'sidecar',
+    '--grpc',
+    `127.0.0.1:0=127.0.0.1:${triton.port}`,
+    '--http',
+    `127.0.0.1:0=127.0.0.1:${http.port}`,
+    '--admin',
+    '127.0.0.1:0',
+    '--log-level',
+    'info',
+  ];
+  const env = {
+    OTEL_TRACES_EXPORTER: 'none',
+    OTEL_METRICS_EXPORTER: 'none',
+    // e.g. SOAK_NODE_OPTIONS=--max-old-space-size=96 to see what a heap cap does to RSS
+    ...(process.env.SOAK_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SOAK_NODE_OPTIONS } : {}),
+  };
+  // SOAK_CLI=dist/cli.js runs the built CLI (what the image runs) instead of the sources under tsx
+  const child = process.env.SOAK_CLI
+    ? spawn(process.execPath, [process.env.SOAK_CLI, ...sidecarArgs], {
+        stdio: 'pipe',
+        env: { ...process.env, ...env },
+      })
+    : spawnCli(sidecarArgs, { env });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {
     // keep only the start-up line; per-decision log lines would grow this buffer
