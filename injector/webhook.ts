@@ -60,6 +60,25 @@ export function readReview(body: unknown): Obj {
   return req as Obj;
 }
 
+/**
+ * A real pod or workload nests a few dozen levels at most. Thousands of levels made mutate() overflow the
+ * stack and the webhook answered with an injector-internal error (found by
+ * injector/admission-fuzz.test.ts); such an object is now a clear malformed_object denial. The walk is
+ * iterative so it cannot overflow itself.
+ */
+const MAX_OBJECT_DEPTH = 100;
+
+function nestedDeeperThan(root: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v as Record<string, unknown>)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** POST /mutate: a Pod or pod-template workload → JSON Patch, skip, or denial */
 export function admitMutation(req: Obj, settings: InjectorSettings): AdmissionOutcome {
   const uid = req.uid as string;
@@ -78,6 +97,21 @@ export function admitMutation(req: Obj, settings: InjectorSettings): AdmissionOu
         uid,
         allowed: false,
         status: { code: 400, reason: 'BadRequest', message: 'malformed_object: request.object is missing' },
+      },
+      result: 'denied',
+      reason: 'malformed_object',
+    };
+  }
+  if (nestedDeeperThan(object, MAX_OBJECT_DEPTH)) {
+    return {
+      response: {
+        uid,
+        allowed: false,
+        status: {
+          code: 400,
+          reason: 'BadRequest',
+          message: `malformed_object: request.object is nested deeper than ${MAX_OBJECT_DEPTH} levels`,
+        },
       },
       result: 'denied',
       reason: 'malformed_object',
