@@ -316,3 +316,56 @@ describe('POST /validate-policy under mutated policies', { timeout: 60_000 }, ()
       expect((await send('/validate-policy', cm(wrong))).response!.allowed).toBe(false);
   });
 });
+
+describe('POST /validate-policy with more than one policy key', { timeout: 30_000 }, () => {
+  // the sidecar mounts the whole ConfigMap and loads every *.yaml/*.yml key: all are checked, merged
+  const doc = (name: string, rules: string) =>
+    `apiVersion: inferguard.io/v1alpha1\nkind: GuardPolicy\nmetadata: { name: ${name} }\nspec:\n  packs: []\n  rules:\n${rules}\n`;
+  const RULE = "    - { id: acme.codename, pattern: '(?i)project bluebird', action: block }";
+  const review = (data: Record<string, string>, binaryData?: Record<string, string>) =>
+    admissionReview({
+      uid: uid(),
+      operation: 'CREATE',
+      namespace: 'models',
+      kind: { group: '', version: 'v1', kind: 'ConfigMap' },
+      object: {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'acme', namespace: 'models', labels: { 'inferguard.io/policy': 'true' } },
+        data,
+        ...(binaryData ? { binaryData } : {}),
+      },
+    });
+
+  it('a broken second key is refused with its own file:line:col; other files are ignored like the loader does', async () => {
+    const broken = await send(
+      '/validate-policy',
+      review({
+        'policy.yaml': doc('a', RULE),
+        'zz-extra.yaml': doc('b', "    - { id: x, pattern: '(', action: block }"),
+      }),
+    );
+    expect(broken.response!.allowed).toBe(false);
+    expect(broken.response!.status!.message).toMatch(/^zz-extra\.yaml:7:\d+: /);
+    // the same rule id in two keys is a merge error, as it would be in the sidecar
+    const dup = await send(
+      '/validate-policy',
+      review({ 'policy.yaml': doc('a', RULE), 'b.yml': doc('b', RULE) }),
+    );
+    expect(dup.response!.allowed).toBe(false);
+    expect(dup.response!.status!.message).toContain('acme.codename');
+    // README.md and dot-files are not policy files
+    const ok = await send(
+      '/validate-policy',
+      review({ 'policy.yaml': doc('a', RULE), 'README.md': '# not yaml: (', '..data': 'x' }),
+    );
+    expect(ok.response!.allowed).toBe(true);
+    // a policy file hidden in binaryData would be loaded unchecked: refused
+    const bin = await send(
+      '/validate-policy',
+      review({ 'policy.yaml': doc('a', RULE) }, { 'extra.yaml': Buffer.from('x').toString('base64') }),
+    );
+    expect(bin.response!.allowed).toBe(false);
+    expect(bin.response!.status!.message).toMatch(/^extra\.yaml:1:1: policy files belong under data/);
+  });
+});

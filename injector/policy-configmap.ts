@@ -1,7 +1,7 @@
 // Validation of policy ConfigMaps (labelled inferguard.io/policy: "true"), shared by the validating
 // webhook (/validate-policy) and `inferguard inject`, so a manifest with a broken policy fails offline
 // exactly as `kubectl apply` would fail against the webhook.
-import { formatProblem, validatePolicyText, type PolicyProblem } from '../policy/index.js';
+import { formatProblem, validatePolicySources, type PolicyProblem } from '../policy/index.js';
 import { POLICY_CONFIGMAP_KEY, POLICY_CONFIGMAP_LABEL } from './annotations.js';
 
 const MAX_PROBLEMS_SHOWN = 20;
@@ -28,9 +28,29 @@ export function checkPolicyConfigMap(cm: unknown): PolicyCheck {
       message: `${POLICY_CONFIGMAP_KEY}:1:1: a ConfigMap labelled ${POLICY_CONFIGMAP_LABEL}: "true" must hold its policy under data."${POLICY_CONFIGMAP_KEY}"`,
     };
   }
+  // The sidecar mounts the whole ConfigMap as a directory and loads EVERY *.yaml/*.yml key in it, merged
+  // in name order (docs/policy.md), so every such key is validated, together, the same way. Checking
+  // policy.yaml alone let a broken second key through admission (found by the hardening work); the
+  // sidecar then refused to start or kept its last good policy.
+  const data = (cm as { data?: Record<string, unknown> }).data ?? {};
+  const isPolicyFile = (n: string): boolean => !n.startsWith('.') && /\.ya?ml$/.test(n);
+  const binary = Object.keys((cm as { binaryData?: Record<string, unknown> }).binaryData ?? {}).filter(
+    isPolicyFile,
+  );
+  if (binary.length > 0) {
+    return {
+      ok: false,
+      reason: 'invalid_policy',
+      message: `${binary[0]}:1:1: policy files belong under data, not binaryData (the sidecar would load it unchecked)`,
+    };
+  }
+  const sources = Object.keys(data)
+    .filter(isPolicyFile)
+    .sort()
+    .map((file) => ({ file, text: typeof data[file] === 'string' ? data[file] : String(data[file]) }));
   let problems: PolicyProblem[];
   try {
-    problems = validatePolicyText(text, POLICY_CONFIGMAP_KEY);
+    problems = validatePolicySources(sources);
   } catch (err) {
     // an engine fault rejects (fail closed): a policy we could not check is not known to be good
     return {
