@@ -7,6 +7,8 @@
 //       Throws PolicyLoadError (.problems: PolicyProblem[], sorted by file/line/col).
 //   loadPolicyText(text: string, file: string): CompiledPolicy     (throws PolicyLoadError)
 //   validatePolicyText(text: string, file: string): PolicyProblem[] (used by the injector's ConfigMap webhook)
+//   validatePolicySources(sources: {file, text}[]): PolicyProblem[]  several texts merged as one policy,
+//       like a directory (the ConfigMap webhook: every *.yaml key of the ConfigMap)
 //   defaultPolicy(): CompiledPolicy     built-in default (all packs, tools default allow)
 //   emptyPolicy(): CompiledPolicy       no rules at all (benchmarks, pass-through comparisons)
 //   formatProblem(p: PolicyProblem): string   -> "file:line:col: message"
