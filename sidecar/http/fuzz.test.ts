@@ -9,6 +9,7 @@
 //     refused reached it.
 // Crashing inputs found so far are replayed first (REGRESSIONS).
 import { connect } from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicyText, scanRequest } from '../../policy/index.js';
@@ -355,6 +356,24 @@ describe('HTTP listener under hostile bodies', { timeout: 60_000 }, () => {
       }),
     );
     expect(ok.status).toBe(200);
+  });
+
+  it('a compressed body with bytes after the end of its stream is refused, not forwarded', async () => {
+    const before = fake.requests.length;
+    const json = JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] });
+    const tail = Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: SECRET }] }));
+    for (const [enc, z] of [
+      ['deflate', deflateSync(json)],
+      ['br', brotliCompressSync(json)],
+      ['gzip', gzipSync(json)],
+    ] as const) {
+      const o = await send('/v1/chat/completions', Buffer.concat([z, tail]), { 'content-encoding': enc });
+      expect(o.status, enc).toBe(400);
+      checkOutcome(o);
+      // the same body without the tail passes
+      expect((await send('/v1/chat/completions', z, { 'content-encoding': enc })).status, enc).toBe(200);
+    }
+    expect(fake.requests.length).toBe(before + 3);
   });
 
   it('bodies with wrong content-encoding or a lying content-length are refused, not forwarded', async () => {

@@ -139,7 +139,7 @@ export function tooLarge(limit: number): GuardError {
     : new GuardError('request_too_large', { limit: 'the inspection buffer', max: REQUEST_BUFFER_CEILING });
 }
 
-const DECODERS: Record<string, (b: Buffer, o: { maxOutputLength: number }) => Buffer> = {
+const DECODERS: Record<string, (b: Buffer, o: { maxOutputLength: number; info: true }) => unknown> = {
   gzip: gunzipSync,
   'x-gzip': gunzipSync,
   deflate: inflateSync,
@@ -164,8 +164,18 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
       hint: 'send gzip, deflate, br or identity',
     });
   try {
-    return fn(body, { maxOutputLength: max });
+    // `info` hands back the engine, to see how much of the body the decoder consumed: inflate and brotli
+    // stop at the end of their stream and silently drop what follows, bytes a different decoder upstream
+    // might still read. Nothing follows a well-formed body, so trailing bytes are refused.
+    const { buffer, engine } = fn(body, { maxOutputLength: max, info: true }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
+    if (engine.bytesWritten !== body.length)
+      throw new GuardError('malformed_request', { reason: `body has data after the end of its ${e} stream` });
+    return buffer;
   } catch (err) {
+    if (err instanceof GuardError) throw err;
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
     throw new GuardError('malformed_request', { reason: `body is not valid ${e}` });
   }
