@@ -7,7 +7,10 @@
 //      (U+202A–U+202E, U+2066–U+2069, U+061C), soft hyphen, combining grapheme joiner, variation selectors,
 //      combining marks (a base letter keeps its identity: `é` → `e`), and C0/C1 controls other than whitespace.
 //   3. NFKC (fullwidth, mathematical alphanumerics, ligatures → plain letters), then confusable folding
-//      (Cyrillic/Greek/… lookalikes → Latin, from the `confusables` package's Unicode-derived table).
+//      (lookalikes → Latin, from the `confusables` package's Unicode-derived table): always for symbols
+//      and Latin-script letters (ß excepted); for Cyrillic/Greek/Armenian/Cherokee/Coptic letters only
+//      inside a word that mixes them with Latin, or a word of near-perfect lookalikes next to a Latin
+//      word (a pass over the words at the end). Russian, Greek, Japanese words keep their real letters.
 //   4. Whitespace runs (any Unicode whitespace, newlines included) collapse to one ASCII space.
 // Case is preserved: rules say `(?i)` when they mean it.
 //
@@ -102,14 +105,36 @@ const foldCache = new Map<number, string>();
 
 // A few entries of the upstream table that fold to a letter of the wrong shape for prompt text.
 const CONFUSABLE_FIXES: Record<string, string> = { ι: 'i', Ι: 'I', κ: 'k', τ: 't', χ: 'x', ԍ: 'g' };
+// Latin letters the table folds although they are letters of real words (German ß is not a B).
+const KEEP_LATIN = new Set(['ß', 'ẞ']);
+
+// Scripts whose letters are used to fake Latin ones. A letter of these scripts folds only inside a word
+// that mixes it with Latin letters (`іgnоrе`), or when the whole word is made of near-perfect lookalikes
+// and sits next to a Latin word (`а` in `ignore а rule`); a Russian or Greek word stays as written, so
+// rules for those languages see the real text. Letters of other scripts (kana, Han, Arabic, …) never fold.
+const LOOKALIKE_SCRIPT =
+  /^[\p{Script=Cyrillic}\p{Script=Greek}\p{Script=Armenian}\p{Script=Cherokee}\p{Script=Coptic}]$/u;
+const LETTER = /^\p{L}$/u;
+const LATIN_LETTER = /^\p{Script=Latin}$/u;
+const WORD_CHAR = /^[\p{L}\p{M}\p{N}]$/u;
+const DECIMAL_DIGIT = /^\p{Nd}$/u;
+// Lookalikes so close that a word made only of them reads as Latin (Cyrillic and Greek).
+const STRICT = new Set([...'аеосрхуіјѕһԁԛԝӏАВЕКМНОРСТХУІЈЅҮοινΑΒΕΖΗΙΚΜΝΟΡΤΥΧ']);
 
 function confusable(ch: string): string | undefined {
   const fix = CONFUSABLE_FIXES[ch];
   if (fix !== undefined) return fix;
+  if (KEEP_LATIN.has(ch)) return undefined;
   const v = confusablesMap.get(ch);
   // only letter/digit targets: the table also maps some punctuation, which would change meaning
   if (v !== undefined && /^[A-Za-z0-9]{1,2}$/.test(v)) return v;
   return undefined;
+}
+
+/** Folded always (by `fold`): Latin-script letters and non-letters; not digits of other scripts (١). */
+function foldsAlways(ch: string): boolean {
+  if (LETTER.test(ch)) return LATIN_LETTER.test(ch);
+  return !DECIMAL_DIGIT.test(ch);
 }
 
 function fold(cp: number): string {
@@ -124,10 +149,106 @@ function fold(cp: number): string {
       continue;
     }
     if (isInvisible(c)) continue;
-    out += confusable(ch) ?? ch;
+    out += (foldsAlways(ch) ? confusable(ch) : undefined) ?? ch;
   }
   if (foldCache.size < FOLD_CACHE_MAX) foldCache.set(cp, out);
   return out;
+}
+
+// Per BMP code unit, for the word-level pass: 0 = not looked at, SEP = ends a word, LATIN = Latin letter,
+// NEUTRAL = other word character, LOOK = lookalike-script letter without a one-unit fold, else
+// LOOK_BASE + (target code unit) with STRICT_BIT when the letter is a near-perfect lookalike.
+const SEP = 1;
+const LATIN = 2;
+const NEUTRAL = 3;
+const LOOK = 4;
+const LOOK_BASE = 0x100;
+const STRICT_BIT = 0x10000;
+const WORD_CLASS = new Int32Array(0x10000);
+
+function wordClass(c: number): number {
+  let v = WORD_CLASS[c];
+  if (v !== 0) return v;
+  const ch = String.fromCharCode(c);
+  if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)) v = LATIN;
+  else if (c < 0x80) v = c >= 0x30 && c <= 0x39 ? NEUTRAL : SEP;
+  else if (!WORD_CHAR.test(ch)) v = SEP;
+  else if (LOOKALIKE_SCRIPT.test(ch) && LETTER.test(ch)) {
+    const t = confusable(ch);
+    v = t !== undefined && t.length === 1 ? LOOK_BASE + t.charCodeAt(0) : LOOK;
+    if (v !== LOOK && STRICT.has(ch)) v |= STRICT_BIT;
+  } else v = LATIN_LETTER.test(ch) ? LATIN : NEUTRAL;
+  WORD_CLASS[c] = v;
+  return v;
+}
+
+const W_LATIN = 1; // has a Latin letter (and maybe lookalikes: then it is mixed and folds)
+const W_STRICT = 2; // only near-perfect lookalike letters: folds next to a Latin word
+const W_OTHER = 3; // a real word of another script, or no letters that matter
+
+/**
+ * Fold lookalike-script letters where they fake Latin (see LOOKALIKE_SCRIPT). One-to-one in UTF-16
+ * units, so the offset map stays valid.
+ */
+function foldMixedWords(text: string): string {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const kinds: number[] = [];
+  const len = text.length;
+  let i = 0;
+  let anyLook = false;
+  while (i < len) {
+    while (i < len && wordClass(text.charCodeAt(i)) === SEP) i++;
+    if (i >= len) break;
+    const s = i;
+    let latin = false;
+    let look = false;
+    let strictOnly = true;
+    for (; i < len; i++) {
+      const v = wordClass(text.charCodeAt(i));
+      if (v === SEP) break;
+      if (v === LATIN) latin = true;
+      else if (v >= LOOK) {
+        look = true;
+        if ((v & STRICT_BIT) === 0) strictOnly = false;
+      }
+    }
+    if (look) anyLook = true;
+    if (!look && !latin) continue; // digits, CJK: not a neighbour that decides anything
+    starts.push(s);
+    ends.push(i);
+    kinds.push(latin ? W_LATIN : strictOnly ? W_STRICT : W_OTHER);
+  }
+  if (!anyLook) return text;
+  const fold = new Uint8Array(kinds.length);
+  let prev = 0; // kind of the nearest non-strict word on the left
+  for (let k = 0; k < kinds.length; k++) {
+    if (kinds[k] === W_STRICT) fold[k] = prev === W_LATIN ? 1 : 0;
+    else {
+      prev = kinds[k];
+      fold[k] = kinds[k] === W_LATIN ? 1 : 0;
+    }
+  }
+  let next = 0;
+  for (let k = kinds.length - 1; k >= 0; k--) {
+    if (kinds[k] === W_STRICT) {
+      if (next === W_LATIN) fold[k] = 1;
+    } else next = kinds[k];
+  }
+  const parts: string[] = [];
+  let pos = 0;
+  for (let k = 0; k < kinds.length; k++) {
+    if (fold[k] === 0) continue;
+    for (let j = starts[k]; j < ends[k]; j++) {
+      const v = wordClass(text.charCodeAt(j));
+      if (v < LOOK_BASE) continue;
+      parts.push(text.slice(pos, j), String.fromCharCode((v & ~STRICT_BIT) - LOOK_BASE));
+      pos = j + 1;
+    }
+  }
+  if (pos === 0) return text;
+  parts.push(text.slice(pos));
+  return parts.join('');
 }
 
 function isInvisible(c: number): boolean {
@@ -244,6 +365,8 @@ export function normalize(original: string): NormalizedText {
   let tagText = '';
   // unchanged text is copied as slices: [runStart, i) pending
   let runStart = 0;
+  // a lookalike-script letter was kept: the word-level folding pass runs at the end
+  let lookalikes = false;
 
   const flushRun = (to: number) => {
     if (to > runStart) {
@@ -297,6 +420,7 @@ export function normalize(original: string): NormalizedText {
       let v = BMP_FOLD[c];
       if (v === 0) v = BMP_FOLD[c] = bmpFold(c);
       if (v === c) {
+        if (!lookalikes && wordClass(c) >= LOOK) lookalikes = true;
         if (tagStart >= 0) endTag();
         lastSpace = false;
         i++;
@@ -358,7 +482,13 @@ export function normalize(original: string): NormalizedText {
   }
   flushRun(len);
   if (tagStart >= 0) endTag();
-  return { text: parts.join(''), map: map.done(), originalLength: len, hidden: hidden ?? NO_HIDDEN };
+  const out = parts.join('');
+  return {
+    text: lookalikes ? foldMixedWords(out) : out,
+    map: map.done(),
+    originalLength: len,
+    hidden: hidden ?? NO_HIDDEN,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
