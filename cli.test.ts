@@ -18,7 +18,9 @@ describe('inferguard CLI dispatch', () => {
   });
 
   it('prints the package version', async () => {
-    const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     const r = await runCli(['--version']);
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(`inferguard ${pkg.version}`);

@@ -12,10 +12,16 @@ const COMMANDS: Record<string, Command> = {
   sidecar: { module: './sidecar/main.js', summary: 'run the data plane in front of a model server' },
   scan: { module: './policy/cli/scan.js', summary: 'scan stdin against a policy and print findings' },
   policy: { module: './policy/cli/policy.js', summary: 'policy validate FILE… | policy test FILE…' },
-  eval: { module: './policy/cli/eval.js', summary: 'measure detection and false positives on a JSONL corpus' },
+  eval: {
+    module: './policy/cli/eval.js',
+    summary: 'measure detection and false positives on a JSONL corpus',
+  },
   injector: { module: './injector/main.js', summary: 'run the mutating/validating admission webhook server' },
   inject: { module: './injector/cli.js', summary: 'inject the sidecar into manifests offline (-f FILE|-)' },
-  'init-redirect': { module: './injector/redirect-cli.js', summary: 'install iptables REDIRECT rules (init container)' },
+  'init-redirect': {
+    module: './injector/redirect-cli.js',
+    summary: 'install iptables REDIRECT rules (init container)',
+  },
 };
 
 function usage(): string {

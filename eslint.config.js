@@ -20,9 +20,15 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:http', 'node:http2', 'node:https', 'node:net', 'http', 'https', 'net', 'http2'], message: 'policy/ does no network I/O' },
+            {
+              group: ['node:http', 'node:http2', 'node:https', 'node:net', 'http', 'https', 'net', 'http2'],
+              message: 'policy/ does no network I/O',
+            },
             { group: ['@grpc/*', 'undici'], message: 'policy/ is protocol-agnostic' },
-            { group: ['../sidecar/*', '../injector/*', '../../sidecar/*', '../../injector/*'], message: 'policy/ imports nothing of ours' },
+            {
+              group: ['../sidecar/*', '../injector/*', '../../sidecar/*', '../../injector/*'],
+              message: 'policy/ imports nothing of ours',
+            },
           ],
         },
       ],

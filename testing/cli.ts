@@ -19,17 +19,28 @@ export interface CliResult {
 }
 
 /** run a one-shot CLI command to completion, optionally feeding stdin */
-export function runCli(args: string[], opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const [cmd, ...rest] = cliArgv(args);
-    const child = spawn(cmd, rest, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: 'pipe' });
+    const child = spawn(cmd, rest, {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, ...opts.env },
+      stdio: 'pipe',
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', reject);
     child.on('close', (code) =>
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+      resolve({
+        code,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
     );
     child.stdin.end(opts.input ?? '');
   });
@@ -38,5 +49,10 @@ export function runCli(args: string[], opts: { input?: string | Buffer; env?: No
 /** start a long-running CLI command (sidecar, injector); caller kills it */
 export function spawnCli(args: string[], opts: SpawnOptions = {}): ChildProcess {
   const [cmd, ...rest] = cliArgv(args);
-  return spawn(cmd, rest, { cwd: ROOT, stdio: 'pipe', ...opts, env: { ...process.env, ...(opts.env ?? {}) } });
+  return spawn(cmd, rest, {
+    cwd: ROOT,
+    stdio: 'pipe',
+    ...opts,
+    env: { ...process.env, ...(opts.env ?? {}) },
+  });
 }
