@@ -258,21 +258,50 @@ describe('probes on model ports with capture "redirect"', () => {
     ],
   };
 
-  it('warns that they pass through the sidecar and how to allow them', () => {
+  const sidecarArgs = (o: unknown): string[] =>
+    (o as { spec: { initContainers: { name: string; args: string[] }[] } }).spec.initContainers.find(
+      (c) => c.name === 'inferguard-sidecar',
+    )!.args;
+
+  it('passes the GET probe paths on HTTP model ports to the sidecar as --allow-path; warns about the rest', () => {
     const r = mutate(pod({ 'inferguard.io/ports': '8000' }, spec), S);
     expect(r.outcome).toBe('injected');
+    // /metrics probes port 9090, which is not protected: not allowed, nothing to warn about
+    const args = sidecarArgs(r.object);
+    expect(args.filter((_, i) => args[i - 1] === '--allow-path')).toEqual(['GET /health']);
     expect(r.warnings).toEqual([
       expect.stringMatching(
         /^inferguard: m.startupProbe gRPC health check on model port 8000 .*\/grpc.health.v1.Health\/Check/,
       ),
-      "inferguard: m.readinessProbe GET /health on model port 8000 is redirected through the sidecar; allow it in the policy (spec.http.allowPaths: ['GET /health']) or the probe gets 403",
     ]);
   });
 
-  it('says nothing with capture "port" (renamed ports keep probes on the model)', () => {
-    expect(
-      mutate(pod({ 'inferguard.io/ports': '8000', 'inferguard.io/capture': 'port' }, spec), S).warnings,
-    ).toEqual([]);
+  it('an HTTPS probe, a probe with "*" in its path or on a gRPC model port is not allowed, and warned about', () => {
+    const probes = {
+      containers: [
+        {
+          name: 'm',
+          image: 'vllm',
+          ports: [{ name: 'http', containerPort: 8000 }],
+          readinessProbe: { httpGet: { path: '/ready?full=1', port: 8000 } },
+          livenessProbe: { httpGet: { path: '/health', port: 8000, scheme: 'HTTPS' } },
+          startupProbe: { httpGet: { path: '/v1/*', port: 8001 } },
+        },
+      ],
+    };
+    const r = mutate(pod({ 'inferguard.io/ports': '8000=http,8001=grpc' }, probes), S);
+    const args = sidecarArgs(r.object);
+    expect(args.filter((_, i) => args[i - 1] === '--allow-path')).toEqual(['GET /ready']);
+    expect(r.warnings).toEqual([
+      'inferguard: m.startupProbe GET /v1/* on model port 8001 is redirected through the sidecar and not passed automatically (its path cannot be written as an exact --allow-path); use capture "port" or the probe fails',
+      'inferguard: m.livenessProbe GET /health on model port 8000 is redirected through the sidecar and not passed automatically (an HTTPS probe, which the sidecar cannot terminate); use capture "port" or the probe fails',
+    ]);
+  });
+
+  it('says nothing and allows nothing with capture "port" (renamed ports keep probes on the model)', () => {
+    const r = mutate(pod({ 'inferguard.io/ports': '8000', 'inferguard.io/capture': 'port' }, spec), S);
+    expect(r.warnings).toEqual([]);
+    expect(sidecarArgs(r.object)).not.toContain('--allow-path');
   });
 });
 

@@ -297,6 +297,7 @@ function mutateOne(input: unknown, settings: InjectorSettings, ctx: MutateContex
       ? probeWarnings(
           tpl.spec,
           plan.ports.map((p) => p.port),
+          plan.allowPaths,
         )
       : [];
   return {
@@ -511,6 +512,12 @@ interface ModelPort {
 
 interface Plan {
   ports: ModelPort[];
+  /**
+   * capture "redirect": `GET /path` of the model containers' httpGet probes on protected HTTP ports,
+   * passed to the sidecar as --allow-path so the kubelet's probes are not denied as unknown routes;
+   * absent when there are none (so the status hash of probe-less pods is what it was before)
+   */
+  allowPaths?: string[];
   /** the main (regular) container kubectl should default to in the classic layout */
   defaultContainer?: string;
 }
@@ -616,7 +623,56 @@ function planInjection(tpl: Template, opts: Options): Plan {
     );
   }
   const first = (tpl.spec.containers as Obj[])[0];
-  return { ports, defaultContainer: !opts.native && first ? String(first.name) : undefined };
+  const allowPaths = opts.capture === 'redirect' ? probeAllowPaths(tpl.spec, ports) : [];
+  return {
+    ports,
+    ...(allowPaths.length > 0 ? { allowPaths } : {}),
+    defaultContainer: !opts.native && first ? String(first.name) : undefined,
+  };
+}
+
+const PROBES = ['startupProbe', 'readinessProbe', 'livenessProbe'] as const;
+
+/** an httpGet probe's port as a number: numbers as they are, names looked up in the container */
+function probePort(c: Obj, port: unknown): number | undefined {
+  if (typeof port === 'number') return port;
+  const ports: unknown[] = Array.isArray(c.ports) ? c.ports : [];
+  const found = ports.find((p): p is Obj => isObj(p) && p.name === port);
+  return typeof found?.containerPort === 'number' ? found.containerPort : undefined;
+}
+
+/**
+ * The path an httpGet probe can be allowed by: what the kubelet requests (default "/"), without the
+ * query string (routes match on the path), and only if the sidecar's --allow-path syntax can say it
+ * exactly (no whitespace, no "*", which would turn it into a prefix). undefined = not allowable.
+ */
+function probePath(h: Obj): string | undefined {
+  if (h.scheme !== undefined && h.scheme !== 'HTTP') return undefined; // the sidecar speaks plain HTTP
+  const raw = typeof h.path === 'string' && h.path !== '' ? h.path : '/';
+  const path = raw.split('?')[0];
+  return /^\/[^\s*,]*$/.test(path) ? path : undefined;
+}
+
+/**
+ * Capture "redirect" sends the kubelet's probes through the sidecar. Only the probes the pod already
+ * declares, only GET (all an httpGet probe does), and only on HTTP model ports: what the operator
+ * wrote into the pod spec is allowed, nothing more.
+ */
+function probeAllowPaths(spec: Obj, ports: ModelPort[]): string[] {
+  const http = new Set(ports.filter((p) => p.protocol === 'http').map((p) => p.port));
+  const out: string[] = [];
+  for (const c of spec.containers as Obj[]) {
+    for (const probe of PROBES) {
+      const h = isObj(c[probe]) ? c[probe].httpGet : undefined;
+      if (!isObj(h)) continue;
+      const port = probePort(c, h.port);
+      const path = probePath(h);
+      if (port === undefined || !http.has(port) || path === undefined) continue;
+      const entry = `GET ${path}`;
+      if (!out.includes(entry)) out.push(entry);
+    }
+  }
+  return out;
 }
 
 /**
@@ -625,20 +681,28 @@ function planInjection(tpl: Template, opts: Options): Plan {
  * does not know (403) unless they are allow-listed. Say so at injection time rather than let the pod
  * sit unready (Istio #41010). Pure: returns warnings, changes nothing.
  */
-export function probeWarnings(spec: Obj, modelPorts: number[]): string[] {
+export function probeWarnings(spec: Obj, modelPorts: number[], allowed: readonly string[] = []): string[] {
   const out: string[] = [];
   for (const c of spec.containers as Obj[]) {
-    const ports: Obj[] = Array.isArray(c.ports) ? c.ports : [];
-    const resolve = (port: unknown) =>
-      typeof port === 'number' ? port : ports.find((p) => isObj(p) && p.name === port)?.containerPort;
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
+    const resolve = (port: unknown) => probePort(c, port);
+    for (const probe of PROBES) {
       const h = c[probe];
       if (!isObj(h)) continue;
-      if (isObj(h.httpGet) && modelPorts.includes(resolve(h.httpGet.port))) {
-        const path = typeof h.httpGet.path === 'string' ? h.httpGet.path : '/';
-        out.push(
-          `inferguard: ${c.name}.${probe} GET ${path} on model port ${resolve(h.httpGet.port)} is redirected through the sidecar; allow it in the policy (spec.http.allowPaths: ['GET ${path}']) or the probe gets 403`,
-        );
+      const port = isObj(h.httpGet) ? resolve(h.httpGet.port) : undefined;
+      if (port !== undefined && modelPorts.includes(port)) {
+        const exact = probePath(h.httpGet);
+        const path = typeof h.httpGet.path === 'string' && h.httpGet.path !== '' ? h.httpGet.path : '/';
+        if (exact === undefined || !allowed.includes(`GET ${exact}`)) {
+          const why =
+            h.httpGet.scheme !== undefined && h.httpGet.scheme !== 'HTTP'
+              ? 'an HTTPS probe, which the sidecar cannot terminate'
+              : exact === undefined
+                ? 'its path cannot be written as an exact --allow-path'
+                : 'the port is a gRPC model port';
+          out.push(
+            `inferguard: ${c.name}.${probe} GET ${path} on model port ${port} is redirected through the sidecar and not passed automatically (${why}); use capture "port" or the probe fails`,
+          );
+        }
       }
       if (isObj(h.grpc) && modelPorts.includes(h.grpc.port)) {
         out.push(
@@ -690,6 +754,7 @@ function render(plan: Plan, opts: Options, settings: InjectorSettings): Rendered
   if (opts.policy) args.push('--policy', POLICY_MOUNT);
   if (opts.mode) args.push('--mode', opts.mode);
   args.push('--fail', opts.fail, '--log-level', opts.logLevel);
+  for (const a of plan.allowPaths ?? []) args.push('--allow-path', a);
 
   const env: Obj[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },

@@ -35,7 +35,26 @@ describe('sidecar flags', () => {
       logLevel: 'info',
       drainSeconds: 10,
       pollSeconds: 5,
+      allowPaths: [],
     });
+  });
+
+  it('--allow-path: repeatable, policy syntax, env comma-separated, the command line replacing env', () => {
+    const env = { INFERGUARD_ALLOW_PATHS: 'GET /health, GET /v2/models/llm/ready,GET /health' };
+    expect(parse(['--http', '15002=8000'], env).allowPaths).toEqual([
+      'GET /health',
+      'GET /v2/models/llm/ready',
+    ]);
+    expect(
+      parse(['--http', '15002=8000', '--allow-path', 'GET /v1/models*', '--allow-path=* /ping'], env)
+        .allowPaths,
+    ).toEqual(['GET /v1/models*', '* /ping']);
+    expect(usage(['--http', '15002=8000', '--allow-path', 'GET /a*b'])).toContain(
+      '--allow-path "GET /a*b": must be "METHOD /path" with an optional trailing "*"',
+    );
+    expect(usage(['--http', '15002=8000'], { INFERGUARD_ALLOW_PATHS: 'FETCH /x' })).toContain(
+      '--allow-path "FETCH /x"',
+    );
   });
 
   it('keeps repeated --grpc/--http listeners in command-line order, both flag spellings', () => {

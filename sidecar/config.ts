@@ -24,6 +24,11 @@ export interface SidecarConfig {
   drainSeconds: number;
   /** policy file polling interval (a fallback for fs.watch); 0 turns polling off */
   pollSeconds: number;
+  /**
+   * `METHOD /path` routes passed through besides the policy's http.allowPaths (--allow-path): the
+   * injector lists the model's kubelet probe paths here so probes work whatever the policy says
+   */
+  allowPaths: string[];
 }
 
 export class UsageError extends Error {
@@ -55,6 +60,11 @@ forwards to the upstream. Every flag also reads from the INFERGUARD_* env var sh
                           calls (default 10)
   --policy-poll-seconds N re-check the policy files every N s besides INFERGUARD_POLICY_POLL_SECONDS
                           watching them (default 5, 0 = watch only)
+  --allow-path 'METHOD /path'                                         INFERGUARD_ALLOW_PATHS (comma-separated)
+                          an HTTP route passed through unscanned in
+                          addition to the policy's http.allowPaths
+                          (same syntax: 'GET /health', 'GET /v1/models*');
+                          repeatable
   -h, --help              this text
 
 Tracing is configured by the standard OTEL_* env vars (docs/telemetry.md).
@@ -136,7 +146,21 @@ const FLAGS: Record<string, FlagDef> = {
   '--log-level': { env: 'INFERGUARD_LOG_LEVEL' },
   '--drain-seconds': { env: 'INFERGUARD_DRAIN_SECONDS' },
   '--policy-poll-seconds': { env: 'INFERGUARD_POLICY_POLL_SECONDS' },
+  '--allow-path': { env: 'INFERGUARD_ALLOW_PATHS', repeatable: true },
 };
+
+/** the policy schema's spec.http.allowPaths pattern (policy/schema.ts), so both take the same entries */
+const ALLOW_PATH = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|\*) \/[^\s*]*\*?$/;
+
+function allowPath(text: string): string {
+  const s = text.trim();
+  if (!ALLOW_PATH.test(s)) {
+    throw new UsageError(
+      `--allow-path "${text}": must be "METHOD /path" with an optional trailing "*", e.g. "GET /health" or "GET /v1/models*"`,
+    );
+  }
+  return s;
+}
 
 /** parse argv (after `sidecar`) and env; returns 'help' for --help */
 export function parseConfig(
@@ -207,6 +231,13 @@ export function parseConfig(
   const logLevel = get('--log-level');
   const drain = get('--drain-seconds');
   const poll = get('--policy-poll-seconds');
+  const allowPaths = (
+    given.get('--allow-path') ??
+    (env[FLAGS['--allow-path'].env] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)
+  ).map(allowPath);
   return {
     policy: get('--policy'),
     listeners,
@@ -216,5 +247,6 @@ export function parseConfig(
     logLevel: logLevel ? oneOf('--log-level', logLevel, LOG_LEVELS) : 'info',
     drainSeconds: drain ? seconds('--drain-seconds', drain) : 10,
     pollSeconds: poll ? seconds('--policy-poll-seconds', poll) : 5,
+    allowPaths: [...new Set(allowPaths)],
   };
 }

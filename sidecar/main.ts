@@ -50,6 +50,20 @@ function problemsOf(err: unknown): string[] {
   return err instanceof PolicyLoadError ? err.problems.map(formatProblem) : [errorText(err)];
 }
 
+/**
+ * The policy with `--allow-path` routes added to its http.allowPaths. A new frozen object sharing the
+ * compiled engine (like withMode): the loaded policy is not touched, and the hash stays the policy's
+ * own, so /readyz and the policy-hash metric still name what the operator wrote.
+ */
+export function withAllowPaths(p: CompiledPolicy, extra: readonly string[]): CompiledPolicy {
+  const add = extra.filter((e) => !p.http.allowPaths.includes(e));
+  if (add.length === 0) return p;
+  return Object.freeze({
+    ...p,
+    http: Object.freeze({ allowPaths: Object.freeze([...p.http.allowPaths, ...add]) }),
+  });
+}
+
 export async function run(args: string[]): Promise<number> {
   let cfg: SidecarConfig | 'help';
   try {
@@ -116,7 +130,7 @@ export async function run(args: string[]): Promise<number> {
 
   const load = async (): Promise<CompiledPolicy> => {
     const p = config.policy ? await loadPolicy(config.policy) : defaultPolicy();
-    return config.mode ? withMode(p, config.mode) : p;
+    return withAllowPaths(config.mode ? withMode(p, config.mode) : p, config.allowPaths);
   };
   const adopt = (p: CompiledPolicy): void => {
     policy = p;
@@ -207,6 +221,7 @@ export async function run(args: string[]): Promise<number> {
       policy: { name: policyStatus.name, hash: policyStatus.hash, source: policyStatus.source },
       mode: policy?.mode,
       fail: config.fail,
+      ...(config.allowPaths.length > 0 ? { allowPaths: config.allowPaths } : {}),
       exporters: telemetry.exporters,
     },
     'inferguard sidecar started',
