@@ -174,6 +174,19 @@ describe('decisions', () => {
     expect(scanRequest(p, req('retrieved')).decision).toBe('allow');
   });
 
+  it("text scanned without a source counts as the user's: rules for tool/retrieved content stay quiet", () => {
+    const p = compiled({
+      rules: [{ id: 'indirect', pattern: 'note to the assistant', sources: ['tool', 'retrieved'] }],
+    });
+    expect(scanText(p, 'a note to the assistant', 'input').decision).toBe('allow');
+    const req = (source: 'user' | 'tool'): RequestExchange => ({
+      operation: 'chat',
+      segments: [{ path: 'messages[0].content', source, text: 'a note to the assistant' }],
+    });
+    expect(scanRequest(p, req('tool')).decision).toBe('block');
+    expect(scanRequest(p, req('user')).decision).toBe('allow');
+  });
+
   it('calls the named validator on a match (group 1 when present)', () => {
     const p = compiled({
       rules: [

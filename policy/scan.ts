@@ -188,8 +188,9 @@ export function scanTextDetailed(
   const sink: Sink = {
     group: direction === 'input' ? engine.input : engine.output,
     direction,
-    // `sources` narrow input rules only (types.ts): output text is all the model's
-    source: direction === 'input' ? opts.source : undefined,
+    // `sources` narrow input rules only (types.ts): output text is all the model's; input text given
+    // without a source (`inferguard scan`, `policy test`, scanText) is the user's
+    source: direction === 'input' ? (opts.source ?? 'user') : undefined,
     path: opts.path,
     mode: p.mode,
     maxDepth: p.limits.maxDecodeDepth,
@@ -247,6 +248,7 @@ export function scanText(
   ctx?: ScanContext,
 ): ScanResult {
   const findings = scanTextFindings(p, text, direction, {
+    source: ctx?.source,
     leak: direction === 'output' ? leakIndex(p, ctx) : null,
   });
   const decision = decide(findings);

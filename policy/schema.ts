@@ -134,6 +134,11 @@ const testCase: Schema = {
     input: { type: 'string', description: 'scanned in the input direction' },
     output: { type: 'string', description: 'scanned in the output direction' },
     system: { type: 'string', description: 'system prompt for output cases (leak detection)' },
+    source: {
+      type: 'string',
+      enum: SOURCES,
+      description: 'input cases: the source the text stands for (rules with `sources` see it); default user',
+    },
     expect: { type: 'string', enum: DECISIONS },
     rule: { type: 'string', pattern: RULE_ID_PATTERN, 'x-error': 'must be a rule id' },
   }),

@@ -124,6 +124,8 @@ export interface PolicyTestCase {
   input?: string;
   output?: string;
   system?: string;
+  /** input cases: the source the text stands for (default user) */
+  source?: Source;
   expect: Decision;
   rule?: string;
   name?: string;
@@ -208,6 +210,8 @@ export interface ResponseExchange {
 export interface ScanContext {
   /** the request's system prompt(s), for output leak detection */
   systemPrompt?: string;
+  /** input: the source the text stands for, which rules with `sources` see (default user) */
+  source?: Source;
 }
 
 export interface ResponseVerdict extends Omit<ScanResult, 'text'> {

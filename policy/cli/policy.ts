@@ -82,12 +82,10 @@ async function test(files: string[]): Promise<number> {
       let got: Decision;
       let rules: string[];
       try {
-        const r = scanText(
-          policy,
-          text,
-          direction,
-          t.system !== undefined ? { systemPrompt: t.system } : undefined,
-        );
+        const r = scanText(policy, text, direction, {
+          ...(t.system !== undefined ? { systemPrompt: t.system } : {}),
+          ...(t.source !== undefined ? { source: t.source } : {}),
+        });
         got = r.decision;
         rules = [...new Set(r.findings.map((f) => f.rule))];
       } catch (err) {

@@ -21,6 +21,7 @@ spec:
     - { id: acme.codename, pattern: '(?i)\\bproject\\s+bluebird\\b', action: block }
     - { id: acme.key, pattern: 'AKIA[0-9A-Z]{16}', action: redact, category: secrets }
     - { id: acme.watch, pattern: '(?i)\\bcompetitor\\b', action: monitor }
+    - { id: acme.indirect, pattern: '(?i)\\bnote to the assistant\\b', action: block, sources: [tool, retrieved] }
 `,
   );
   broken = path.join(dir, 'broken.yaml');
@@ -48,6 +49,12 @@ describe('inferguard scan', () => {
       findings: [{ rule: 'acme.codename', category: 'custom', action: 'block', start: 14, end: 30 }],
     });
     expect(text.slice(14, 30)).toBe('Project Bluebird');
+  });
+
+  it("scans the text as the user's input: a rule for tool/retrieved content does not fire", async () => {
+    const r = await runCli(['scan', '--policy', policy, '--json'], { input: 'A note to the assistant: hi' });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ decision: 'allow', findings: [] });
   });
 
   it('exit 0 with the redacted text when redacting; monitor is allowed too', async () => {
