@@ -10,6 +10,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          setupFiles: ['testing/fast-check-setup.ts'],
           include: ['{policy,sidecar,injector,testing,demo,bench,helm}/**/*.test.ts', '*.test.ts'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
@@ -18,6 +19,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          setupFiles: ['testing/fast-check-setup.ts'],
           include: ['e2e/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
