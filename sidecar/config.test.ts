@@ -36,7 +36,22 @@ describe('sidecar flags', () => {
       drainSeconds: 10,
       pollSeconds: 5,
       allowPaths: [],
+      grpcMaxMessageBytes: 64 * 1024 * 1024,
     });
+  });
+
+  it('--grpc-max-message-bytes: whole bytes, env twin, bounded by what grpc-js takes', () => {
+    expect(parse(['--grpc', '15001=8001', '--grpc-max-message-bytes', '1048576']).grpcMaxMessageBytes).toBe(
+      1048576,
+    );
+    expect(
+      parse(['--grpc', '15001=8001'], { INFERGUARD_GRPC_MAX_MESSAGE_BYTES: '4096' }).grpcMaxMessageBytes,
+    ).toBe(4096);
+    for (const bad of ['0', '1.5', '64Mi', '2147483648', '-1']) {
+      expect(usage(['--grpc', '15001=8001', `--grpc-max-message-bytes=${bad}`])).toContain(
+        `--grpc-max-message-bytes "${bad}": must be a whole number of bytes`,
+      );
+    }
   });
 
   it('--allow-path: repeatable, policy syntax, env comma-separated, the command line replacing env', () => {

@@ -29,6 +29,8 @@ export interface SidecarConfig {
    * injector lists the model's kubelet probe paths here so probes work whatever the policy says
    */
   allowPaths: string[];
+  /** gRPC listeners: largest message accepted or sent, either direction (ListenerSpec.maxMessageBytes) */
+  grpcMaxMessageBytes: number;
 }
 
 export class UsageError extends Error {
@@ -65,6 +67,9 @@ forwards to the upstream. Every flag also reads from the INFERGUARD_* env var sh
                           addition to the policy's http.allowPaths
                           (same syntax: 'GET /health', 'GET /v1/models*');
                           repeatable
+  --grpc-max-message-bytes N  largest gRPC message accepted or sent,  INFERGUARD_GRPC_MAX_MESSAGE_BYTES
+                          either direction (default 67108864 =
+                          64 MiB); larger: RESOURCE_EXHAUSTED
   -h, --help              this text
 
 Tracing is configured by the standard OTEL_* env vars (docs/telemetry.md).
@@ -147,7 +152,23 @@ const FLAGS: Record<string, FlagDef> = {
   '--drain-seconds': { env: 'INFERGUARD_DRAIN_SECONDS' },
   '--policy-poll-seconds': { env: 'INFERGUARD_POLICY_POLL_SECONDS' },
   '--allow-path': { env: 'INFERGUARD_ALLOW_PATHS', repeatable: true },
+  '--grpc-max-message-bytes': { env: 'INFERGUARD_GRPC_MAX_MESSAGE_BYTES' },
 };
+
+/** 64 MiB, the gRPC listener's own default (sidecar/grpc/index.ts) */
+export const DEFAULT_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** grpc-js takes the limit as a signed 32-bit integer */
+const MAX_GRPC_MESSAGE_BYTES = 2 ** 31 - 1;
+
+function bytes(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > MAX_GRPC_MESSAGE_BYTES) {
+    throw new UsageError(
+      `${flag} "${value}": must be a whole number of bytes from 1 to ${MAX_GRPC_MESSAGE_BYTES}`,
+    );
+  }
+  return n;
+}
 
 /** the policy schema's spec.http.allowPaths pattern (policy/schema.ts), so both take the same entries */
 const ALLOW_PATH = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|\*) \/[^\s*]*\*?$/;
@@ -231,6 +252,7 @@ export function parseConfig(
   const logLevel = get('--log-level');
   const drain = get('--drain-seconds');
   const poll = get('--policy-poll-seconds');
+  const grpcMax = get('--grpc-max-message-bytes');
   const allowPaths = (
     given.get('--allow-path') ??
     (env[FLAGS['--allow-path'].env] ?? '')
@@ -248,5 +270,8 @@ export function parseConfig(
     drainSeconds: drain ? seconds('--drain-seconds', drain) : 10,
     pollSeconds: poll ? seconds('--policy-poll-seconds', poll) : 5,
     allowPaths: [...new Set(allowPaths)],
+    grpcMaxMessageBytes: grpcMax
+      ? bytes('--grpc-max-message-bytes', grpcMax)
+      : DEFAULT_GRPC_MAX_MESSAGE_BYTES,
   };
 }

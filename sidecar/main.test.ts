@@ -601,4 +601,24 @@ describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
       expect(await sc.exited).toBe(0);
     }
   });
+
+  it('--grpc-max-message-bytes bounds the gRPC messages the listener accepts', async () => {
+    const sc = await startSidecar(
+      ['--grpc', `127.0.0.1:0=${triton.target}`, '--grpc-max-message-bytes', '4096'],
+      { OTEL_TRACES_EXPORTER: 'none' },
+    );
+    const client = new grpc.Client(sc.grpcTarget, grpc.credentials.createInsecure());
+    try {
+      const before = triton.calls.length;
+      expect((await infer(client, 'hello')).status.code).toBe(grpc.status.OK);
+      const big = await infer(client, 'lorem ipsum '.repeat(1000));
+      expect(big.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      // the oversized call never reached the model
+      expect(triton.calls.length).toBe(before + 1);
+    } finally {
+      client.close();
+      sc.child.kill('SIGTERM');
+      expect(await sc.exited).toBe(0);
+    }
+  });
 });

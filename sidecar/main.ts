@@ -201,7 +201,11 @@ export async function run(args: string[]): Promise<number> {
     let listener: Listener;
     try {
       const start = await ADAPTERS[l.protocol]();
-      listener = await start(ctx, { listen: l.listen, upstream: l.upstream });
+      listener = await start(ctx, {
+        listen: l.listen,
+        upstream: l.upstream,
+        ...(l.protocol === 'grpc' ? { maxMessageBytes: config.grpcMaxMessageBytes } : {}),
+      });
     } catch (err) {
       log.fatal({ protocol: l.protocol, listen: l.listen, err: errorText(err) }, 'cannot start a listener');
       await stopAll(0);
@@ -222,6 +226,9 @@ export async function run(args: string[]): Promise<number> {
       mode: policy?.mode,
       fail: config.fail,
       ...(config.allowPaths.length > 0 ? { allowPaths: config.allowPaths } : {}),
+      ...(config.listeners.some((l) => l.protocol === 'grpc')
+        ? { grpcMaxMessageBytes: config.grpcMaxMessageBytes }
+        : {}),
       exporters: telemetry.exporters,
     },
     'inferguard sidecar started',
