@@ -8,17 +8,15 @@
 //
 // The upstream and each sidecar run in their own child process (this process only drives load), so
 // the numbers compare proxies, not event-loop sharing. Prints p50/p99 latency, calls/s and ratios.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pct, spawnRole, startNginx as startNginxWith, type Nginx } from './harness.js';
 import * as grpc from '@grpc/grpc-js';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(HERE), '..');
-const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
 const SVC = '/inference.GRPCInferenceService';
 const WARMUP_MS = 300;
 const MEASURE_MS = Number(process.env.BENCH_GRPC_MS ?? 1500);
@@ -150,35 +148,14 @@ async function roleSidecar(upstreamPort: number, which: Contender): Promise<void
 // ---------------------------------------------------------------------------------------------
 // Driver
 
-function child(args: string[]): Promise<{ proc: ChildProcess; port?: number; error?: string }> {
+function child(args: string[]): ReturnType<typeof spawnRole> {
   // BENCH_GRPC_PROFILE=DIR writes a CPU profile of each sidecar child there
-  const prof =
-    process.env.BENCH_GRPC_PROFILE && args[1] === 'sidecar'
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_GRPC_PROFILE}`]
-      : [];
-  const proc = spawn(process.execPath, [...prof, '--import', TSX, HERE, ...args], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    proc.once('message', (m: { port?: number; error?: string }) => resolve({ proc, ...m }));
-    proc.once('exit', (code) => reject(new Error(`bench child ${args.join(' ')} exited ${code}`)));
-  });
+  return spawnRole(HERE, args, process.env.BENCH_GRPC_PROFILE);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNginx(upstreamPort: number): Promise<{ port?: number; stop(): void; error?: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'inferguard-bench-nginx-'));
-  const port = await freePort();
-  const conf = `worker_processes 1;
+async function startNginx(upstreamPort: number): Promise<Nginx> {
+  return startNginxWith((dir, port) => {
+    return `worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
@@ -197,36 +174,7 @@ http {
   }
 }
 `;
-  writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  let proc: ChildProcess;
-  try {
-    proc = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
-  } catch (err) {
-    return { stop() {}, error: (err as Error).message };
-  }
-  const failed = await new Promise<string | undefined>((resolve) => {
-    proc.once('error', (e) => resolve(e.message));
-    proc.once('exit', (code) => resolve(`nginx exited ${code} (see ${dir}/error.log)`));
-    const probe = (tries: number): void => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(undefined);
-      });
-      s.on('error', () =>
-        tries > 0 ? setTimeout(() => probe(tries - 1), 50) : resolve('nginx did not listen'),
-      );
-    };
-    probe(60);
   });
-  const stop = (): void => {
-    proc.kill('SIGTERM');
-    setTimeout(() => rmSync(dir, { recursive: true, force: true }), 200).unref();
-  };
-  if (failed) {
-    stop();
-    return { stop() {}, error: failed };
-  }
-  return { port, stop };
 }
 
 interface Result {
@@ -234,11 +182,6 @@ interface Result {
   p99: number;
   rps: number;
   errors: number;
-}
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 function unaryCall(c: grpc.Client, body: Buffer): Promise<boolean> {

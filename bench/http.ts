@@ -9,20 +9,16 @@
 // The upstream and each sidecar run in their own child process (this process only drives load), so
 // the numbers compare proxies, not event-loop sharing. Prints p50/p99 latency, requests/s, streaming
 // time to first byte and to the end of the stream, and ratios against direct.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pct, spawnRole, startNginx as startNginxWith, type Nginx } from './harness.js';
 import { Pool } from 'undici';
 
 export const description =
   'OpenAI-compatible HTTP: direct vs nginx proxy_pass vs sidecar (empty / default policy)';
 
 const HERE = fileURLToPath(import.meta.url);
-const ROOT = path.resolve(path.dirname(HERE), '..');
-const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
 const WARMUP_MS = 300;
 const MEASURE_MS = Number(process.env.BENCH_HTTP_MS ?? 1500);
 const STREAM_CHUNKS = 64;
@@ -88,19 +84,9 @@ function answerCpu(): void {
 // ---------------------------------------------------------------------------------------------
 // Driver
 
-function child(args: string[]): Promise<{ proc: ChildProcess; port?: number; error?: string }> {
+function child(args: string[]): ReturnType<typeof spawnRole> {
   // BENCH_HTTP_PROFILE=DIR writes a CPU profile of each sidecar child there
-  const prof =
-    process.env.BENCH_HTTP_PROFILE && args[1] === 'sidecar'
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_HTTP_PROFILE}`]
-      : [];
-  const proc = spawn(process.execPath, [...prof, '--import', TSX, HERE, ...args], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    proc.once('message', (m: { port?: number; error?: string }) => resolve({ proc, ...m }));
-    proc.once('exit', (code) => reject(new Error(`bench child ${args.join(' ')} exited ${code}`)));
-  });
+  return spawnRole(HERE, args, process.env.BENCH_HTTP_PROFILE);
 }
 
 /** CPU time (µs) a process has used: ask a node child over IPC, read /proc for nginx */
@@ -128,22 +114,9 @@ async function cpuOf(t: { proc?: ChildProcess; pid?: number }): Promise<number |
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNginx(
-  upstreamPort: number,
-): Promise<{ port?: number; pid?: number; stop(): void; error?: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'inferguard-bench-nginx-'));
-  const port = await freePort();
-  const conf = `worker_processes 1;
+async function startNginx(upstreamPort: number): Promise<Nginx> {
+  return startNginxWith((dir, port) => {
+    return `worker_processes 1;
 daemon off;
 master_process off;
 pid ${dir}/nginx.pid;
@@ -167,36 +140,7 @@ http {
   }
 }
 `;
-  writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  let proc: ChildProcess;
-  try {
-    proc = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
-  } catch (err) {
-    return { stop() {}, error: (err as Error).message };
-  }
-  const failed = await new Promise<string | undefined>((resolve) => {
-    proc.once('error', (e) => resolve(`${e.message} (apt-get install nginx)`));
-    proc.once('exit', (code) => resolve(`nginx exited ${code} (see ${dir}/error.log)`));
-    const probe = (tries: number): void => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(undefined);
-      });
-      s.on('error', () =>
-        tries > 0 ? setTimeout(() => probe(tries - 1), 50) : resolve('nginx did not listen'),
-      );
-    };
-    probe(60);
   });
-  const stop = (): void => {
-    proc.kill('SIGTERM');
-    setTimeout(() => rmSync(dir, { recursive: true, force: true }), 200).unref();
-  };
-  if (failed) {
-    stop();
-    return { stop() {}, error: failed };
-  }
-  return { port, pid: proc.pid, stop };
 }
 
 interface Result {
@@ -210,11 +154,6 @@ interface Result {
   total?: number;
   /** CPU time the proxy process (or, for direct, the upstream) spent per request, µs */
   cpuPerReq?: number;
-}
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 async function measure(
