@@ -262,7 +262,7 @@ describe('the chart starts the real injector', () => {
     'cert-manager: serves the mounted certificate and never calls the API server',
     { timeout: 60_000 },
     async () => {
-      const objects = render({ certificates: { mode: 'cert-manager' } });
+      const objects = render({ certificates: { mode: 'cert-manager' }, sidecar: { fail: 'open' } });
       const cert = objects.find((o) => o.kind === 'Certificate');
       const deploy = objects.find((o) => o.kind === 'Deployment');
       const mount = deploy.spec.template.spec.containers[0].volumeMounts.find(
@@ -291,7 +291,11 @@ describe('the chart starts the real injector', () => {
         body: podReview(modelPod('models')),
         servername,
       });
-      expect(JSON.stringify(patchOf(r.body))).toContain(`inferguard/sidecar:${chartYaml.appVersion}`);
+      const patch = JSON.stringify(patchOf(r.body));
+      expect(patch).toContain(`inferguard/sidecar:${chartYaml.appVersion}`);
+      // the chart's sidecar.fail reached the pod; no OTLP endpoint configured, so no trace export
+      expect(patch).toContain('"--fail","open"');
+      expect(patch).toContain('{"name":"OTEL_TRACES_EXPORTER","value":"none"}');
       expect(api.requests).toEqual([]);
     },
   );

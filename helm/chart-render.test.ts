@@ -20,6 +20,7 @@ import {
   MutatingWebhookConfiguration,
   ValidatingWebhookConfiguration,
 } from 'kubernetes-models/admissionregistration.k8s.io/v1';
+import { DEFAULT_SETTINGS } from '../injector/mutate.js';
 import { ChartRenderer, type RenderContext } from './template-render.js';
 
 const CHART = path.join(path.dirname(fileURLToPath(import.meta.url)), 'inferguard');
@@ -234,10 +235,33 @@ describe('rendered with the default values (self-signed certificates)', () => {
       INFERGUARD_SIDECAR_CPU: '250m',
       INFERGUARD_SIDECAR_MEMORY: '256Mi',
       INFERGUARD_SIDECAR_LOG_LEVEL: 'info',
+      INFERGUARD_DEFAULT_CAPTURE: 'redirect',
+      INFERGUARD_DEFAULT_FAIL: 'closed',
+      INFERGUARD_DEFAULT_NATIVE_SIDECAR: 'true',
       INFERGUARD_OTEL_ENDPOINT: '',
       INFERGUARD_OTEL_PROTOCOL: 'grpc',
       INFERGUARD_OTEL_SERVICE_NAME: 'inferguard-sidecar',
       INFERGUARD_NAMESPACE: { fieldRef: { fieldPath: 'metadata.namespace' } },
+    });
+  });
+
+  it("the chart's sidecar image is the injector's default, the Dockerfile's tag and the package version", () => {
+    const image = `${defaults.sidecar.image.repository}:${chartYaml.appVersion}`;
+    expect(DEFAULT_SETTINGS.image).toBe(image);
+    expect(injectorEnv(r).INFERGUARD_SIDECAR_IMAGE).toBe(image);
+    const pkg = JSON.parse(readFileSync(path.join(CHART, '..', '..', 'package.json'), 'utf8'));
+    expect(chartYaml.appVersion).toBe(pkg.version);
+    expect(readFileSync(path.join(CHART, '..', '..', 'Dockerfile.sidecar'), 'utf8')).toContain(
+      `-t ${image} `,
+    );
+  });
+
+  it('capture, fail and native-sidecar defaults are chart values', () => {
+    const other = render({ sidecar: { capture: 'port', fail: 'open', nativeSidecar: false } });
+    expect(injectorEnv(other)).toMatchObject({
+      INFERGUARD_DEFAULT_CAPTURE: 'port',
+      INFERGUARD_DEFAULT_FAIL: 'open',
+      INFERGUARD_DEFAULT_NATIVE_SIDECAR: 'false',
     });
   });
 

@@ -82,6 +82,9 @@ describe('Chart.yaml and values', () => {
       withOverride((v) => (v.sidecar.resources.cpu = 'lots')),
       withOverride((v) => (v.sidecar.otel.endpoint = 'jaeger:4317')),
       withOverride((v) => (v.jaeger.image.unknown = true)),
+      withOverride((v) => (v.sidecar.capture = 'tproxy')),
+      withOverride((v) => (v.sidecar.fail = 'sometimes')),
+      withOverride((v) => (v.sidecar.nativeSidecar = 'yes')),
     ];
     for (const v of bad) expect(validate(v)).toBe(false);
     // and accepts what docs/install.md shows
@@ -94,6 +97,9 @@ describe('Chart.yaml and values', () => {
       v.webhook.requireNamespaceLabel = false;
       v.webhook.namespaceSelector = { matchLabels: { team: 'ml' } };
       v.policy.namespaces = ['models'];
+      v.sidecar.capture = 'port';
+      v.sidecar.fail = 'open';
+      v.sidecar.nativeSidecar = false;
     });
     expect(validate(good), JSON.stringify(validate.errors)).toBe(true);
   });

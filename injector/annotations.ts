@@ -53,15 +53,30 @@ export const ANNOTATION_DOCS: readonly AnnotationDoc[] = [
     default: 'built-in default policy',
     writtenBy: 'user',
   },
-  { key: ANNOTATION.capture, values: '"redirect" or "port"', default: 'redirect', writtenBy: 'user' },
+  {
+    key: ANNOTATION.capture,
+    values: '"redirect" or "port"',
+    default: "the injector's --default-capture (redirect)",
+    writtenBy: 'user',
+  },
   {
     key: ANNOTATION.mode,
     values: '"enforce" or "monitor"',
     default: "the policy's spec.mode",
     writtenBy: 'user',
   },
-  { key: ANNOTATION.fail, values: '"closed" or "open"', default: 'closed', writtenBy: 'user' },
-  { key: ANNOTATION.nativeSidecar, values: '"true" or "false"', default: 'true', writtenBy: 'user' },
+  {
+    key: ANNOTATION.fail,
+    values: '"closed" or "open"',
+    default: "the injector's --default-fail (closed)",
+    writtenBy: 'user',
+  },
+  {
+    key: ANNOTATION.nativeSidecar,
+    values: '"true" or "false"',
+    default: "the injector's --default-native-sidecar (true)",
+    writtenBy: 'user',
+  },
   {
     key: ANNOTATION.image,
     values: 'a container image reference without whitespace',

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../testing/cli.js';
 import { parseManifests } from './manifests.js';
-import { mutate } from './mutate.js';
+import { DEFAULT_SIDECAR_IMAGE, mutate } from './mutate.js';
 import { GOLDEN_SETTINGS } from './testutil.js';
 import { denialMessage } from './webhook.js';
 
@@ -50,6 +50,54 @@ describe('inferguard inject', () => {
     });
     expect(strict.code).toBe(1);
     expect(strict.stderr).toMatch(/denied: invalid_image: .*"ghcr.io\/inferguard\/", "registry.internal\/"/);
+  });
+
+  it('defaults match the chart: sidecar image, no trace export without an endpoint, chart-set capture/fail/layout', async () => {
+    const plain = JSON.parse(
+      (await runCli(['inject', '-f', golden('pod-basic.input.yaml'), '-o', 'json'], { env: {} })).stdout,
+    );
+    const sidecar = plain.spec.initContainers.find((c: { name: string }) => c.name === 'inferguard-sidecar');
+    expect(sidecar.image).toBe(DEFAULT_SIDECAR_IMAGE);
+    expect(sidecar.env).toContainEqual({ name: 'OTEL_TRACES_EXPORTER', value: 'none' });
+    expect(sidecar.env.map((e: { name: string }) => e.name)).not.toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+    expect(sidecar.args).toEqual(expect.arrayContaining(['--fail', 'closed']));
+    expect(plain.spec.initContainers[0].name).toBe('inferguard-init');
+
+    // what the chart passes: INFERGUARD_DEFAULT_* env; a pod's own annotation still wins
+    const env = {
+      INFERGUARD_DEFAULT_CAPTURE: 'port',
+      INFERGUARD_DEFAULT_FAIL: 'open',
+      INFERGUARD_DEFAULT_NATIVE_SIDECAR: 'false',
+      INFERGUARD_OTEL_ENDPOINT: 'http://jaeger.inferguard.svc:4317',
+    };
+    const chart = JSON.parse(
+      (await runCli(['inject', '-f', golden('pod-basic.input.yaml'), '-o', 'json'], { env })).stdout,
+    );
+    expect(chart.spec.initContainers).toBeUndefined(); // capture port: no init; classic: sidecar in containers
+    const classic = chart.spec.containers[0];
+    expect(classic.name).toBe('inferguard-sidecar');
+    expect(classic.restartPolicy).toBeUndefined();
+    expect(classic.args).toEqual(expect.arrayContaining(['--fail', 'open']));
+    expect(classic.env).toContainEqual({
+      name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+      value: 'http://jaeger.inferguard.svc:4317',
+    });
+    expect(classic.env.map((e: { name: string }) => e.name)).not.toContain('OTEL_TRACES_EXPORTER');
+    const annotated = JSON.parse(
+      (
+        await runCli(['inject', '-f', '-', '-o', 'json', '--default-fail', 'open'], {
+          input: readFileSync(golden('pod-basic.input.yaml'), 'utf8').replace(
+            "inferguard.io/inject: 'true'",
+            "inferguard.io/inject: 'true'\n    inferguard.io/fail: closed",
+          ),
+        })
+      ).stdout,
+    );
+    expect(annotated.spec.initContainers[1].args).toEqual(expect.arrayContaining(['--fail', 'closed']));
+
+    const bad = await runCli(['inject', '-f', golden('pod-basic.input.yaml'), '--default-capture', 'tproxy']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--default-capture: "tproxy" is not one of redirect, port');
   });
 
   it("a pod the webhook would deny exits 1 with the webhook's message and prints nothing", async () => {

@@ -44,10 +44,20 @@ export interface InjectorSettings {
    * (e.g. "ghcr.io/inferguard/"): whoever can create the pod could otherwise pick any image
    */
   allowedImagePrefixes?: string[];
+  /** defaults for pods without the annotation (chart values); unset = redirect, closed, native */
+  capture?: 'redirect' | 'port';
+  fail?: 'closed' | 'open';
+  nativeSidecar?: boolean;
 }
 
+/**
+ * The image the chart (helm/inferguard values sidecar.image, tag = appVersion) and Dockerfile.sidecar
+ * build and name; helm/image.test.ts keeps the three in step with package.json's version.
+ */
+export const DEFAULT_SIDECAR_IMAGE = 'inferguard/sidecar:0.1.0';
+
 export const DEFAULT_SETTINGS: Readonly<InjectorSettings> = Object.freeze({
-  image: 'ghcr.io/inferguard/inferguard:0.1.0',
+  image: DEFAULT_SIDECAR_IMAGE,
   imagePullPolicy: 'IfNotPresent',
   cpu: '250m',
   memory: '256Mi',
@@ -400,12 +410,15 @@ function resolveOptions(a: Record<string, string>, settings: InjectorSettings): 
   return {
     ports: a[ANNOTATION.ports] === undefined ? undefined : parsePorts(a[ANNOTATION.ports]),
     policy,
-    capture: oneOf(a, ANNOTATION.capture, 'invalid_capture', ['redirect', 'port'] as const) ?? 'redirect',
+    capture:
+      oneOf(a, ANNOTATION.capture, 'invalid_capture', ['redirect', 'port'] as const) ??
+      settings.capture ??
+      'redirect',
     mode: oneOf(a, ANNOTATION.mode, 'invalid_mode', ['enforce', 'monitor'] as const),
-    fail: oneOf(a, ANNOTATION.fail, 'invalid_fail', ['closed', 'open'] as const) ?? 'closed',
+    fail: oneOf(a, ANNOTATION.fail, 'invalid_fail', ['closed', 'open'] as const) ?? settings.fail ?? 'closed',
     native:
-      (oneOf(a, ANNOTATION.nativeSidecar, 'invalid_native_sidecar', ['true', 'false'] as const) ?? 'true') ===
-      'true',
+      (oneOf(a, ANNOTATION.nativeSidecar, 'invalid_native_sidecar', ['true', 'false'] as const) ??
+        String(settings.nativeSidecar ?? true)) === 'true',
     image: image ?? settings.image,
     cpu: cpu ?? settings.cpu,
     memory: memory ?? settings.memory,
@@ -765,8 +778,15 @@ function render(plan: Plan, opts: Options, settings: InjectorSettings): Rendered
       value: 'k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)',
     },
   ];
-  if (settings.otelEndpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: settings.otelEndpoint });
-  if (settings.otelProtocol) env.push({ name: 'OTEL_EXPORTER_OTLP_PROTOCOL', value: settings.otelProtocol });
+  if (settings.otelEndpoint) {
+    env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: settings.otelEndpoint });
+    if (settings.otelProtocol)
+      env.push({ name: 'OTEL_EXPORTER_OTLP_PROTOCOL', value: settings.otelProtocol });
+  } else {
+    // no collector configured: the SDK's default (localhost:4317 inside the pod) has no listener, so
+    // exporting would only fail and retry; turn trace export off instead
+    env.push({ name: 'OTEL_TRACES_EXPORTER', value: 'none' });
+  }
 
   const probe = (path: string, period: number, failures: number) => ({
     httpGet: { path, port: ADMIN_PORT },

@@ -24,7 +24,10 @@ export const SETTING_FLAGS = {
     env: 'INFERGUARD_IMAGE_PULL_POLICY',
     help: 'Always | IfNotPresent | Never (default IfNotPresent)',
   },
-  'otel-endpoint': { env: 'INFERGUARD_OTEL_ENDPOINT', help: 'OTEL_EXPORTER_OTLP_ENDPOINT given to sidecars' },
+  'otel-endpoint': {
+    env: 'INFERGUARD_OTEL_ENDPOINT',
+    help: 'OTEL_EXPORTER_OTLP_ENDPOINT given to sidecars (unset: they get OTEL_TRACES_EXPORTER=none)',
+  },
   'otel-protocol': {
     env: 'INFERGUARD_OTEL_PROTOCOL',
     help: 'OTEL_EXPORTER_OTLP_PROTOCOL given to sidecars (grpc | http/protobuf)',
@@ -36,6 +39,18 @@ export const SETTING_FLAGS = {
   'allowed-image-prefixes': {
     env: 'INFERGUARD_ALLOWED_IMAGE_PREFIXES',
     help: 'comma-separated prefixes an inferguard.io/image annotation must start with (default: any image)',
+  },
+  'default-capture': {
+    env: 'INFERGUARD_DEFAULT_CAPTURE',
+    help: 'inferguard.io/capture for pods without it: redirect | port (default redirect)',
+  },
+  'default-fail': {
+    env: 'INFERGUARD_DEFAULT_FAIL',
+    help: 'inferguard.io/fail for pods without it: closed | open (default closed)',
+  },
+  'default-native-sidecar': {
+    env: 'INFERGUARD_DEFAULT_NATIVE_SIDECAR',
+    help: 'inferguard.io/native-sidecar for pods without it: true | false (default true)',
   },
   'injector-namespace': {
     env: 'INFERGUARD_NAMESPACE',
@@ -72,6 +87,19 @@ export function settingsFrom(
   if (endpoint) s.otelEndpoint = endpoint;
   const protocol = get('otel-protocol');
   if (protocol) s.otelProtocol = protocol;
+  const choice = <T extends string>(f: SettingFlag, allowed: readonly T[]): T | undefined => {
+    const v = get(f);
+    if (v === undefined) return undefined;
+    if (!(allowed as readonly string[]).includes(v))
+      throw new UsageError(`--${f}: "${v}" is not one of ${allowed.join(', ')}`);
+    return v as T;
+  };
+  const capture = choice('default-capture', ['redirect', 'port'] as const);
+  if (capture) s.capture = capture;
+  const fail = choice('default-fail', ['closed', 'open'] as const);
+  if (fail) s.fail = fail;
+  const native = choice('default-native-sidecar', ['true', 'false'] as const);
+  if (native) s.nativeSidecar = native === 'true';
   const prefixes = get('allowed-image-prefixes')
     ?.split(',')
     .map((p) => p.trim())
@@ -98,6 +126,9 @@ export function settingsHelp(exclude: SettingFlag[] = []): string {
     'otel-protocol': 'PROTOCOL',
     'otel-service-name': 'NAME',
     'allowed-image-prefixes': 'P,…',
+    'default-capture': 'MODE',
+    'default-fail': 'MODE',
+    'default-native-sidecar': 'BOOL',
     'injector-namespace': 'NS',
   };
   return Object.entries(SETTING_FLAGS)
