@@ -138,6 +138,112 @@ describe('HTTP limits', { timeout: 30_000 }, () => {
     expect(fake.requests.length).toBe(before);
   });
 
+  it('JSON nested deeper than 256 levels: 400 naming the limit on every inspected route, even where a capped token limit re-serializes the body (was a stack overflow → 503)', async () => {
+    const capped = loadPolicyText(
+      POLICY.replace('maxDecodedBytes: 4096', 'maxDecodedBytes: 4096, maxOutputTokens: 64'),
+      'capped.yaml',
+    );
+    const l = await createHttpListener(httpContext(capped), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: fake.host, port: fake.port },
+    });
+    try {
+      const to = `http://127.0.0.1:${l.address.port}`;
+      const nest = (d: number) => `${'{"a":'.repeat(d - 1)}{}${'}'.repeat(d - 1)}`;
+      const bodies: [string, (extra: string) => string][] = [
+        ['/v1/chat/completions', (x) => `{"model":"m","messages":[{"role":"user","content":"hi"}],"x":${x}}`],
+        ['/v1/completions', (x) => `{"model":"m","prompt":"hi","max_tokens":1000,"x":${x}}`],
+        ['/v1/responses', (x) => `{"model":"m","input":"hi","metadata":${x}}`],
+        ['/v1/embeddings', (x) => `{"model":"m","input":"hi","x":${x}}`],
+        ['/v2/models/m/generate', (x) => `{"text_input":"hi","parameters":${x}}`],
+        [
+          '/v2/models/m/infer',
+          (x) => `{"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":["hi"]}],"parameters":${x}}`,
+        ],
+      ];
+      for (const [path, make] of bodies) {
+        const before = fake.requests.length;
+        const res = await post(path, make(nest(6000)), {}, to);
+        expect(res.status, path).toBe(400);
+        const err = ((await res.json()) as { error: { message: string; type: string } }).error;
+        expect(err.message).toBe('malformed request: body is nested deeper than 256 levels');
+        expect(err.type).toBe('invalid_request_error');
+        expect(fake.requests.length, path).toBe(before);
+      }
+      // at the bound (the body itself is level 1), a request is served and its token limit capped
+      const before = fake.requests.length;
+      const ok = await post('/v1/chat/completions', bodies[0][1](nest(255)), {}, to);
+      expect(ok.status).toBe(200);
+      expect(fake.requests.length).toBe(before + 1);
+      expect((fake.requests.at(-1)!.json as { max_tokens?: number }).max_tokens).toBe(64);
+      expect((await post('/v1/chat/completions', bodies[0][1](nest(256)), {}, to)).status).toBe(400);
+    } finally {
+      await l.close(100);
+    }
+  });
+
+  it('a non-streamed answer nested deeper than 256 levels is 502, not delivered and not a 503 (even when a redaction re-serializes it)', async () => {
+    const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`;
+    const up = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        `{"choices":[{"index":0,"message":{"role":"assistant","content":"the code is SECRET-1 MARK"}}],"x":${deep}}`,
+      );
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const redacting = loadPolicyText(POLICY.replace('action: block }', 'action: redact }'), 'r.yaml');
+    const l = await createHttpListener(httpContext(redacting), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: '127.0.0.1', port: (up.address() as AddressInfo).port },
+    });
+    try {
+      const res = await post('/v1/chat/completions', chat(1), {}, `http://127.0.0.1:${l.address.port}`);
+      expect(res.status).toBe(502);
+      const body = await res.text();
+      expect(body).not.toContain('MARK');
+      expect(JSON.parse(body).error.message).toBe(
+        'model server unavailable: answer nested deeper than 256 levels',
+      );
+    } finally {
+      await l.close(100);
+      up.closeAllConnections();
+      up.close();
+    }
+  });
+
+  it('an SSE event nested deeper than 256 levels ends the stream with an error event, also with --fail open (was a stack overflow that let the rest through unscanned)', async () => {
+    const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`;
+    const up = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`data: {"choices":[{"index":0,"delta":{"content":"code SECRET-1 "}}],"x":${deep}}\n\n`);
+      res.end(`data: {"choices":[{"index":0,"delta":{"content":"then SECRET-2 TAIL"}}]}\n\ndata: [DONE]\n\n`);
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const redacting = loadPolicyText(POLICY.replace('action: block }', 'action: redact }'), 'r.yaml');
+    const l = await createHttpListener(httpContext(redacting, 'open'), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: '127.0.0.1', port: (up.address() as AddressInfo).port },
+    });
+    try {
+      const res = await post(
+        '/v1/chat/completions',
+        JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        {},
+        `http://127.0.0.1:${l.address.port}`,
+      );
+      const body = await res.text();
+      expect(body).toContain('stream exceeded an inspection bound');
+      expect(body).not.toMatch(/SECRET-\d/);
+      expect(body).not.toContain('TAIL');
+    } finally {
+      await l.close(100);
+      up.closeAllConnections();
+      up.close();
+    }
+  });
+
   it('a non-streamed answer larger than the inspection buffer is 502 and never delivered', async () => {
     fake.enqueue({ text: `${'x'.repeat(4096)} END-OF-ANSWER` });
     const res = await post('/v1/chat/completions', chat(1), {}, `http://127.0.0.1:${small.address.port}`);

@@ -89,6 +89,26 @@ export const NOT_TEXT = new Set([
   'sequence_number',
 ]);
 
+/**
+ * Deepest nesting accepted in a JSON body (request or non-streamed answer). Real bodies nest a few
+ * levels; a hostile `[[[[…` thousands deep parses fine but overflows the stack when the body must be
+ * re-serialized (a capped token limit, a redaction), so it is refused right after parsing.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/** true when `v` nests objects/arrays deeper than `max` levels (iterative: no recursion to overflow) */
+export function nestedDeeperThan(v: Json, max: number): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const stack: [Json, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (d > max) return true;
+    const children: Json[] = Array.isArray(x) ? x : Object.values(x);
+    for (const c of children) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  }
+  return false;
+}
+
 /** deeper than this, an answer's structure is not something a model server sends */
 export const MAX_LEAF_DEPTH = 64;
 

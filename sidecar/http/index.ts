@@ -16,7 +16,15 @@ import {
 } from '../../policy/index.js';
 import type { Listener, ListenerSpec, RequestTrace, SidecarContext, StartListener } from '../context.js';
 import { GuardError } from '../errors.js';
-import { isObject, malformed, type DecodedRequest, type DecodedResponse, type Json } from './exchange.js';
+import {
+  isObject,
+  malformed,
+  MAX_JSON_DEPTH,
+  nestedDeeperThan,
+  type DecodedRequest,
+  type DecodedResponse,
+  type Json,
+} from './exchange.js';
 import {
   decodeGenerateRequest,
   decodeGenerateResponse,
@@ -276,6 +284,9 @@ export async function createHttpListener(
       throw malformed('body is not valid JSON');
     }
     if (!isObject(body)) throw malformed('body must be a JSON object');
+    // bounded before any decoder walks it or a change re-serializes it (deep JSON overflows the stack)
+    if (nestedDeeperThan(body, MAX_JSON_DEPTH))
+      throw malformed(`body is nested deeper than ${MAX_JSON_DEPTH} levels`);
     const decoded = REQUEST_DECODERS[route.kind](body, route, blob);
     decoded.exchange.bytes = raw.length;
     trace.setModel(decoded.exchange.model ?? route.model);
@@ -404,6 +415,10 @@ export async function createHttpListener(
     } catch {
       json = undefined;
     }
+    if (isObject(json) && nestedDeeperThan(json, MAX_JSON_DEPTH))
+      throw new GuardError('upstream_unavailable', {
+        reason: `answer nested deeper than ${MAX_JSON_DEPTH} levels`,
+      });
     const dres: DecodedResponse | undefined = isObject(json) ? decode(json, outBlob) : undefined;
     if (!dres) {
       // 2xx that is not a JSON object: nothing we can judge field by field, so not passed on unseen

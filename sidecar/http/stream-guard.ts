@@ -22,7 +22,7 @@ import {
   type ToolCall,
 } from '../../policy/index.js';
 import { errorMessage } from '../errors.js';
-import { Collector, textLeaves, type Json } from './exchange.js';
+import { Collector, MAX_JSON_DEPTH, nestedDeeperThan, textLeaves, type Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
 
 export interface StreamEnv {
@@ -199,8 +199,19 @@ export const data = (v: unknown) => encodeSse(JSON.stringify(v));
 export const MAX_HELD_CALL_CHARS = 1 << 20;
 
 export class StreamBoundError extends Error {
-  constructor() {
-    super(`a streamed tool call exceeded ${MAX_HELD_CALL_CHARS} characters`);
+  constructor(message = `a streamed tool call exceeded ${MAX_HELD_CALL_CHARS} characters`) {
+    super(message);
     this.name = 'StreamBoundError';
   }
+}
+
+/**
+ * An event's JSON, parsed; nesting past MAX_JSON_DEPTH is a stream bound (fails closed in either
+ * --fail mode) rather than a stack overflow when the event is re-encoded.
+ */
+export function parseEventJson(text: string): Json {
+  const v: Json = JSON.parse(text);
+  if (nestedDeeperThan(v, MAX_JSON_DEPTH))
+    throw new StreamBoundError(`a streamed event nested deeper than ${MAX_JSON_DEPTH} levels`);
+  return v;
 }

@@ -5,6 +5,7 @@ import {
   Channel,
   data,
   MAX_HELD_CALL_CHARS,
+  parseEventJson,
   StreamBoundError,
   StreamGuard,
   type StreamEnv,
@@ -161,8 +162,9 @@ export class OpenAiStreamGuard extends StreamGuard {
     }
     let chunk: Json;
     try {
-      chunk = JSON.parse(ev.data);
-    } catch {
+      chunk = parseEventJson(ev.data);
+    } catch (err) {
+      if (err instanceof StreamBoundError) throw err;
       this.#dropped = true;
       return ''; // not JSON: we cannot tell what it holds, so it is not forwarded
     }

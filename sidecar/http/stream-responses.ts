@@ -1,7 +1,7 @@
 // /v1/responses streams: typed events with sequence numbers, function calls held per output item.
 import { NOT_TEXT, type Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
-import { MAX_HELD_CALL_CHARS, StreamBoundError, StreamGuard } from './stream-guard.js';
+import { MAX_HELD_CALL_CHARS, parseEventJson, StreamBoundError, StreamGuard } from './stream-guard.js';
 
 interface HeldItem {
   outputIndex: number;
@@ -42,8 +42,9 @@ export class ResponsesStreamGuard extends StreamGuard {
     if (ev.data.trim() === '[DONE]') return this.#flush() + (this.blocked ? '' : ev.raw);
     let e: Json;
     try {
-      e = JSON.parse(ev.data);
-    } catch {
+      e = parseEventJson(ev.data);
+    } catch (err) {
+      if (err instanceof StreamBoundError) throw err;
       return '';
     }
     if (!e || typeof e !== 'object' || typeof e.type !== 'string') return '';

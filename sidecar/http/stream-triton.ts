@@ -1,7 +1,7 @@
 // Triton generate_stream: every event is `{"model_name", "model_version", "text_output": <delta>}`.
 import type { Json } from './exchange.js';
 import { encodeSse, type SseEvent } from './sse.js';
-import { data, StreamGuard } from './stream-guard.js';
+import { data, parseEventJson, StreamBoundError, StreamGuard } from './stream-guard.js';
 
 export class GenerateStreamGuard extends StreamGuard {
   #envelope: Record<string, Json> = {};
@@ -55,8 +55,9 @@ export class GenerateStreamGuard extends StreamGuard {
     if (ev.data === undefined) return ev.raw;
     let e: Json;
     try {
-      e = JSON.parse(ev.data);
-    } catch {
+      e = parseEventJson(ev.data);
+    } catch (err) {
+      if (err instanceof StreamBoundError) throw err;
       this.#dropped = true;
       return '';
     }
