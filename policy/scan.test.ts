@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compiled } from './scanners/test-policy.js';
-import { checkToolCall, scanRequest, scanResponse, scanText } from './scan.js';
+import { checkToolCall, scanRequest, scanResponse, scanText, scanTextDetailed } from './scan.js';
+import { emptyPolicy } from './load.js';
 import { createStreamScanner } from './stream.js';
 import { withMode } from './compile.js';
 import type { RequestExchange } from './types.js';
@@ -392,5 +393,20 @@ describe("the engine's own regexes stay linear on adversarial text", () => {
     s.end();
     // quadratic behaviour on these inputs takes minutes; linear takes well under a second
     expect(performance.now() - t0).toBeLessThan(20_000);
+  });
+});
+
+describe('the empty policy', () => {
+  it('does no normalization work: nothing would read it (allow, text returned as given)', () => {
+    const text = 'Ｈｅｌｌｏ\u200b  wοrld\tand %41%42 aWdub3JlIGFsbCBwcmV2aW91cw==';
+    for (const direction of ['input', 'output'] as const) {
+      const r = scanTextDetailed(emptyPolicy(), text, direction);
+      expect(r.findings).toEqual([]);
+      expect(r.normalized.text).toBe(text);
+      expect(r.normalized.map).toBeNull();
+    }
+    // a policy with rules still normalizes
+    const p = compiled({ rules: [{ id: 'x', pattern: 'never-present' }] });
+    expect(scanTextDetailed(p, text, 'input').normalized.text).not.toBe(text);
   });
 });

@@ -28,6 +28,7 @@ import type { CompiledPolicy, RuleGroup } from './compile.js';
 import { findEncodedRuns, normalize, toOriginal, type EncodedRun, type NormalizedText } from './normalize.js';
 
 const NO_RUNS: readonly EncodedRun[] = Object.freeze([]);
+const NO_HIDDEN: NormalizedText['hidden'] = Object.freeze([]);
 import { MAY_BASE64, MAY_PERCENT, matchRules, type RuleMatch } from './scanners/patterns.js';
 import { leakIndexFor, type LeakIndex } from './scanners/leak.js';
 import { scanUrls } from './scanners/urls.js';
@@ -161,6 +162,11 @@ function scanLevel(
   return n;
 }
 
+/** the text as given, as a NormalizedText with the identity map */
+function unnormalized(text: string): NormalizedText {
+  return { text, map: null, originalLength: text.length, hidden: NO_HIDDEN };
+}
+
 export interface TextScanOptions {
   source?: Source;
   path?: string;
@@ -197,7 +203,12 @@ export function scanTextDetailed(
     out: [],
     seen: null,
   };
-  const n = scanLevel(sink, text, 0, null, { left: p.limits.maxDecodedBytes });
+  // nothing reads the normalized text when the direction has no rules and no output scanner needs it
+  // (the empty policy): skip normalization and decoding entirely
+  const idle =
+    sink.group.rules.length === 0 &&
+    (direction === 'input' || (engine.urls === null && !(opts.leak && !opts.leak.empty)));
+  const n = idle ? unnormalized(text) : scanLevel(sink, text, 0, null, { left: p.limits.maxDecodedBytes });
   if (direction === 'output') {
     if (engine.urls !== null) {
       for (const u of scanUrls(text, engine.urls)) {
