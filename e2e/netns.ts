@@ -23,6 +23,13 @@ export interface Link {
   client: Netns;
   podIp: string;
   clientIp: string;
+  /**
+   * A further namespace joined to the pod namespace by its own veth pair, with a random /30 from
+   * 198.51.100.0/24 (TEST-NET-2), e.g. an "observability" namespace for an OTLP receiver the pod
+   * exports to. `ip` is the new namespace's address, `podSideIp` the pod namespace's end. Deleted
+   * (and its processes killed) by `cleanup()`.
+   */
+  attach(label: string): Promise<{ ns: Netns; ip: string; podSideIp: string }>;
   cleanup(): Promise<void>;
 }
 
@@ -92,6 +99,7 @@ export async function createLink(): Promise<Link> {
   const podIp = `192.0.2.${base + 1}`;
   const clientIp = `192.0.2.${base + 2}`;
   const children: ChildProcess[] = [];
+  const extra: string[] = [];
   let cleaned = false;
   const cleanup = async () => {
     if (cleaned) return;
@@ -105,6 +113,30 @@ export async function createLink(): Promise<Link> {
     // deleting a namespace deletes the veth end inside it, and with it the peer
     await sh(['ip', 'netns', 'del', podName]);
     await sh(['ip', 'netns', 'del', clientName]);
+    for (const name of extra) await sh(['ip', 'netns', 'del', name]);
+  };
+  const attach = async (label: string) => {
+    if (cleaned) throw new Error('attach after cleanup');
+    const n = extra.length;
+    const name = `ig-${label.slice(0, 6)}-${id}-${n}`;
+    const vethPod = `igx${id}${n}`;
+    const vethOther = `igy${id}${n}`;
+    const sub = 4 * (1 + (randomBytes(1)[0] % 62)); // 198.51.100.4 … 198.51.100.248
+    const podSideIp = `198.51.100.${sub + 1}`;
+    const ip = `198.51.100.${sub + 2}`;
+    extra.push(name); // before creating it, so cleanup deletes it whatever fails below
+    await must(['ip', 'netns', 'add', name]);
+    // prettier-ignore
+    await must(['ip', 'link', 'add', vethPod, 'netns', podName, 'type', 'veth', 'peer', 'name', vethOther, 'netns', name]);
+    for (const [ns, dev, addr] of [
+      [podName, vethPod, podSideIp],
+      [name, vethOther, ip],
+    ]) {
+      await must(['ip', '-n', ns, 'addr', 'add', `${addr}/30`, 'dev', dev]);
+      await must(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+      await must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    return { ns: netns(name, children), ip, podSideIp };
   };
   try {
     await must(['ip', 'netns', 'add', podName]);
@@ -136,5 +168,12 @@ export async function createLink(): Promise<Link> {
     await cleanup();
     throw err;
   }
-  return { pod: netns(podName, children), client: netns(clientName, children), podIp, clientIp, cleanup };
+  return {
+    pod: netns(podName, children),
+    client: netns(clientName, children),
+    podIp,
+    clientIp,
+    attach,
+    cleanup,
+  };
 }
