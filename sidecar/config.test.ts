@@ -37,7 +37,42 @@ describe('sidecar flags', () => {
       pollSeconds: 5,
       allowPaths: [],
       grpcMaxMessageBytes: 64 * 1024 * 1024,
+      grpcMaxMetadataBytes: 16384,
+      maxConnections: 1024,
+      maxConcurrentStreams: 256,
+      httpHeadersTimeoutSeconds: 20,
+      httpRequestTimeoutSeconds: 300,
     });
+  });
+
+  it('connection, stream, metadata and slow-request caps: flags, env twins, bad values named', () => {
+    const c = parse([
+      '--grpc',
+      '15001=8001',
+      '--max-connections=10',
+      '--max-concurrent-streams',
+      '4',
+      '--grpc-max-metadata-bytes=8192',
+      '--http-headers-timeout-seconds=2.5',
+    ]);
+    expect([c.maxConnections, c.maxConcurrentStreams, c.grpcMaxMetadataBytes]).toEqual([10, 4, 8192]);
+    expect(c.httpHeadersTimeoutSeconds).toBe(2.5);
+    const e = parse(['--http', '15002=8000'], {
+      INFERGUARD_MAX_CONNECTIONS: '7',
+      INFERGUARD_MAX_CONCURRENT_STREAMS: '3',
+      INFERGUARD_GRPC_MAX_METADATA_BYTES: '1024',
+      INFERGUARD_HTTP_REQUEST_TIMEOUT_SECONDS: '60',
+    });
+    expect([e.maxConnections, e.maxConcurrentStreams, e.grpcMaxMetadataBytes]).toEqual([7, 3, 1024]);
+    expect(e.httpRequestTimeoutSeconds).toBe(60);
+    for (const flag of ['--max-connections', '--max-concurrent-streams', '--grpc-max-metadata-bytes'])
+      for (const bad of ['0', '1.5', 'many'])
+        expect(usage(['--grpc', '15001=8001', `${flag}=${bad}`])).toContain(
+          `${flag} "${bad}": must be a whole number`,
+        );
+    expect(usage(['--http', '15002=8000', '--http-headers-timeout-seconds=0'])).toContain(
+      '--http-headers-timeout-seconds "0": must be a number of seconds > 0',
+    );
   });
 
   it('--grpc-max-message-bytes: whole bytes, env twin, bounded by what grpc-js takes', () => {

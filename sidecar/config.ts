@@ -31,6 +31,15 @@ export interface SidecarConfig {
   allowPaths: string[];
   /** gRPC listeners: largest message accepted or sent, either direction (ListenerSpec.maxMessageBytes) */
   grpcMaxMessageBytes: number;
+  /** every listener: open client connections at once; more are closed on accept */
+  maxConnections: number;
+  /** gRPC listeners: concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS) */
+  maxConcurrentStreams: number;
+  /** gRPC listeners: largest request metadata in bytes (HTTP/2 header-list size) */
+  grpcMaxMetadataBytes: number;
+  /** HTTP listeners: seconds to receive a request's headers, and the whole request */
+  httpHeadersTimeoutSeconds: number;
+  httpRequestTimeoutSeconds: number;
 }
 
 export class UsageError extends Error {
@@ -70,6 +79,17 @@ forwards to the upstream. Every flag also reads from the INFERGUARD_* env var sh
   --grpc-max-message-bytes N  largest gRPC message accepted or sent,  INFERGUARD_GRPC_MAX_MESSAGE_BYTES
                           either direction (default 67108864 =
                           64 MiB); larger: RESOURCE_EXHAUSTED
+  --grpc-max-metadata-bytes N  largest gRPC request metadata        INFERGUARD_GRPC_MAX_METADATA_BYTES
+                          (default 16384, as HTTP headers); larger:
+                          RESOURCE_EXHAUSTED, nothing forwarded
+  --max-connections N     open client connections per listener       INFERGUARD_MAX_CONNECTIONS
+                          (default 1024); more are closed on accept
+  --max-concurrent-streams N  gRPC streams per client connection    INFERGUARD_MAX_CONCURRENT_STREAMS
+                          (default 256); more wait at the client
+  --http-headers-timeout-seconds N  time to send a request's        INFERGUARD_HTTP_HEADERS_TIMEOUT_SECONDS
+                          headers (default 20; slowloris): 408
+  --http-request-timeout-seconds N  time to send a whole request    INFERGUARD_HTTP_REQUEST_TIMEOUT_SECONDS
+                          (default 300): 408
   -h, --help              this text
 
 Tracing is configured by the standard OTEL_* env vars (docs/telemetry.md).
@@ -153,7 +173,31 @@ const FLAGS: Record<string, FlagDef> = {
   '--policy-poll-seconds': { env: 'INFERGUARD_POLICY_POLL_SECONDS' },
   '--allow-path': { env: 'INFERGUARD_ALLOW_PATHS', repeatable: true },
   '--grpc-max-message-bytes': { env: 'INFERGUARD_GRPC_MAX_MESSAGE_BYTES' },
+  '--grpc-max-metadata-bytes': { env: 'INFERGUARD_GRPC_MAX_METADATA_BYTES' },
+  '--max-connections': { env: 'INFERGUARD_MAX_CONNECTIONS' },
+  '--max-concurrent-streams': { env: 'INFERGUARD_MAX_CONCURRENT_STREAMS' },
+  '--http-headers-timeout-seconds': { env: 'INFERGUARD_HTTP_HEADERS_TIMEOUT_SECONDS' },
+  '--http-request-timeout-seconds': { env: 'INFERGUARD_HTTP_REQUEST_TIMEOUT_SECONDS' },
 };
+
+/** listener caps (docs/sidecar.md): sizes that fit a busy model pod, far below what exhausts it */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 256;
+export const DEFAULT_GRPC_MAX_METADATA_BYTES = 16 * 1024;
+
+function count(flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > MAX_GRPC_MESSAGE_BYTES) {
+    throw new UsageError(`${flag} "${value}": must be a whole number from 1 to ${MAX_GRPC_MESSAGE_BYTES}`);
+  }
+  return n;
+}
+
+function positiveSeconds(flag: string, value: string): number {
+  const n = seconds(flag, value);
+  if (n === 0) throw new UsageError(`${flag} "${value}": must be a number of seconds > 0`);
+  return n;
+}
 
 /** 64 MiB, the gRPC listener's own default (sidecar/grpc/index.ts) */
 export const DEFAULT_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -253,6 +297,11 @@ export function parseConfig(
   const drain = get('--drain-seconds');
   const poll = get('--policy-poll-seconds');
   const grpcMax = get('--grpc-max-message-bytes');
+  const grpcMeta = get('--grpc-max-metadata-bytes');
+  const maxConns = get('--max-connections');
+  const maxStreams = get('--max-concurrent-streams');
+  const headersTimeout = get('--http-headers-timeout-seconds');
+  const requestTimeout = get('--http-request-timeout-seconds');
   const allowPaths = (
     given.get('--allow-path') ??
     (env[FLAGS['--allow-path'].env] ?? '')
@@ -273,5 +322,18 @@ export function parseConfig(
     grpcMaxMessageBytes: grpcMax
       ? bytes('--grpc-max-message-bytes', grpcMax)
       : DEFAULT_GRPC_MAX_MESSAGE_BYTES,
+    grpcMaxMetadataBytes: grpcMeta
+      ? count('--grpc-max-metadata-bytes', grpcMeta)
+      : DEFAULT_GRPC_MAX_METADATA_BYTES,
+    maxConnections: maxConns ? count('--max-connections', maxConns) : DEFAULT_MAX_CONNECTIONS,
+    maxConcurrentStreams: maxStreams
+      ? count('--max-concurrent-streams', maxStreams)
+      : DEFAULT_MAX_CONCURRENT_STREAMS,
+    httpHeadersTimeoutSeconds: headersTimeout
+      ? positiveSeconds('--http-headers-timeout-seconds', headersTimeout)
+      : 20,
+    httpRequestTimeoutSeconds: requestTimeout
+      ? positiveSeconds('--http-request-timeout-seconds', requestTimeout)
+      : 300,
   };
 }

@@ -76,6 +76,15 @@ export interface ListenerSpec {
   upstream: HostPort;
   /** gRPC: largest message accepted or sent, either direction (default 64 MiB); beyond: RESOURCE_EXHAUSTED */
   maxMessageBytes?: number;
+  /** open client connections at once (default 1024); more are closed on accept */
+  maxConnections?: number;
+  /** gRPC: concurrent HTTP/2 streams per client connection (default 256); more wait at the client */
+  maxConcurrentStreams?: number;
+  /** gRPC: largest request metadata, HTTP/2 header-list bytes (default 16 KiB); beyond: RESOURCE_EXHAUSTED */
+  maxMetadataBytes?: number;
+  /** HTTP: time to receive a request's headers (default 20 s) and the whole request (default 300 s) */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 export interface Listener {

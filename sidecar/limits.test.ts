@@ -4,7 +4,7 @@
 // reaches the model. Engine-level bounds (decoded payloads, stream hold-back) are checked on the engine.
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStreamScanner, loadPolicyText, scanText } from '../policy/index.js';
@@ -244,6 +244,53 @@ describe('HTTP limits', { timeout: 30_000 }, () => {
     }
   });
 
+  it('--max-connections: past the cap a new connection is closed on accept; a freed slot serves again', async () => {
+    const l = await createHttpListener(httpContext(policy), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: fake.host, port: fake.port },
+      maxConnections: 2,
+    });
+    const open: Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) open.push(await rawConnect(l.address.port));
+      // both held connections are answered (here: the route is not allowed; the cap counts connections)
+      for (const s of open)
+        expect(await rawRequest(s, 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n')).toMatch(/^HTTP\/1.1 403/);
+      const third = await rawConnect(l.address.port);
+      expect(await closedWith(third, 2000)).toBe('');
+      open[0].destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const res = await fetch(`http://127.0.0.1:${l.address.port}/health`);
+      expect(res.status).toBe(403);
+    } finally {
+      for (const s of open) s.destroy();
+      await l.close(100);
+    }
+  });
+
+  it('slowloris: headers dribbled past the headers timeout get 408 and a close, nothing forwarded', async () => {
+    const l = await createHttpListener(httpContext(policy), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: fake.host, port: fake.port },
+      headersTimeoutMs: 400,
+    });
+    const before = fake.requests.length;
+    const s = await rawConnect(l.address.port);
+    s.write('POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n');
+    const drip = setInterval(() => s.writable && s.write('x-a: b\r\n'), 100);
+    try {
+      const t0 = Date.now();
+      const got = await closedWith(s, 5000);
+      expect(got).toMatch(/^HTTP\/1.1 408/);
+      expect(Date.now() - t0).toBeLessThan(4000);
+      expect(fake.requests.length).toBe(before);
+    } finally {
+      clearInterval(drip);
+      s.destroy();
+      await l.close(100);
+    }
+  });
+
   it('a non-streamed answer larger than the inspection buffer is 502 and never delivered', async () => {
     fake.enqueue({ text: `${'x'.repeat(4096)} END-OF-ANSWER` });
     const res = await post('/v1/chat/completions', chat(1), {}, `http://127.0.0.1:${small.address.port}`);
@@ -348,7 +395,117 @@ describe('gRPC limits', { timeout: 30_000 }, () => {
     expect(forwarded.some((b) => b.length > 65536)).toBe(false);
   });
 
-  it('request metadata of 1 MiB is refused by the HTTP/2 layer before any handler runs (no lower cap today: see docs/threat-model.md)', async () => {
+  it('request metadata over --grpc-max-metadata-bytes (16 KiB by default, as HTTP headers) → RESOURCE_EXHAUSTED naming the flag; the model server sees nothing', async () => {
+    const before = triton.calls.length;
+    const md = new grpc.Metadata();
+    md.set('x-big', 'a'.repeat(100 * 1024));
+    const st = await unary(encodeInferRequest({ model: 'llm', text: 'hi' }), md);
+    expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(st.details).toBe('request exceeds --grpc-max-metadata-bytes (16384)');
+    expect(st.metadata.get('inferguard-trace-id')).toHaveLength(1);
+    // a stream is refused the same way, with its messages
+    const stream = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client.makeBidiStreamRequest(
+        '/inference.GRPCInferenceService/ModelStreamInfer',
+        identity,
+        identity,
+        md,
+      );
+      call.on('data', () => {});
+      call.on('error', () => {});
+      call.on('status', resolve);
+      call.write(encodeInferRequest({ model: 'llm', id: 's', text: 'hi' }));
+      call.end();
+    });
+    expect(stream.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // binary metadata counts as its base64 wire form
+    const bin = new grpc.Metadata();
+    bin.set('x-blob-bin', Buffer.alloc(13 * 1024));
+    expect((await unary(encodeInferRequest({ model: 'llm', text: 'hi' }), bin)).code).toBe(
+      grpc.status.RESOURCE_EXHAUSTED,
+    );
+    expect(triton.calls.length).toBe(before);
+    // metadata under the cap is forwarded as before
+    const ok = new grpc.Metadata();
+    ok.set('x-ok', 'b'.repeat(8 * 1024));
+    expect((await unary(encodeInferRequest({ model: 'llm', text: 'hi' }), ok)).code).toBe(grpc.status.OK);
+    expect(triton.calls.length).toBe(before + 1);
+    expect(triton.calls.at(-1)!.metadata['x-ok']).toBe('b'.repeat(8 * 1024));
+  });
+
+  it("--max-concurrent-streams: past the cap, a connection's next call waits in the client and reaches the model only when a stream ends", async () => {
+    const l = await startGrpcListener(grpcContext(policy), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: '127.0.0.1', port: triton.port },
+      maxConcurrentStreams: 2,
+    });
+    const c = new grpc.Client(`127.0.0.1:${l.address.port}`, grpc.credentials.createInsecure());
+    const script = triton.script;
+    triton.script = () => ({ hang: true });
+    const before = triton.calls.length;
+    const calls: grpc.ClientUnaryCall[] = [];
+    const statuses: Promise<grpc.StatusObject>[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const call = c.makeUnaryRequest(
+          '/inference.GRPCInferenceService/ModelInfer',
+          identity,
+          identity,
+          encodeInferRequest({ model: 'llm', text: `call ${i}` }),
+          new grpc.Metadata(),
+          () => {},
+        );
+        calls.push(call);
+        statuses.push(new Promise((r) => call.on('status', r)));
+      }
+      await triton.waitFor(() => triton.calls.length >= before + 2, 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(triton.calls.length).toBe(before + 2);
+      calls[0].cancel();
+      await triton.waitFor(() => triton.calls.length >= before + 3, 5000);
+      expect(triton.calls.length).toBe(before + 3);
+    } finally {
+      for (const call of calls) call.cancel();
+      await Promise.all(statuses);
+      triton.script = script;
+      c.close();
+      await l.close(100);
+    }
+  });
+
+  it('--max-connections: past the cap a new connection is closed on accept, before HTTP/2 starts', async () => {
+    const l = await startGrpcListener(grpcContext(policy), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: '127.0.0.1', port: triton.port },
+      maxConnections: 1,
+    });
+    const held = await rawConnect(l.address.port);
+    try {
+      const second = await rawConnect(l.address.port);
+      expect(await closedWith(second, 2000)).toBe('');
+      held.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      const c = new grpc.Client(`127.0.0.1:${l.address.port}`, grpc.credentials.createInsecure());
+      const st = await new Promise<grpc.StatusObject>((resolve) => {
+        const call = c.makeUnaryRequest(
+          '/inference.GRPCInferenceService/ModelInfer',
+          identity,
+          identity,
+          encodeInferRequest({ model: 'llm', text: 'hi' }),
+          new grpc.Metadata(),
+          () => {},
+        );
+        call.on('status', resolve);
+      });
+      c.close();
+      expect(st.code).toBe(grpc.status.OK);
+    } finally {
+      held.destroy();
+      await l.close(100);
+    }
+  });
+
+  it('request metadata of 1 MiB is refused before any handler runs', async () => {
     const before = triton.calls.length;
     const md = new grpc.Metadata();
     md.set('x-big', 'a'.repeat(1 << 20));
@@ -382,3 +539,32 @@ describe('engine bounds', () => {
     expect(released).toBe(0);
   });
 });
+
+function rawConnect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** send one request on a kept-alive socket; the first chunk of the answer */
+function rawRequest(s: Socket, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    s.once('data', (d) => resolve(d.toString('latin1')));
+    s.write(text);
+  });
+}
+
+/** everything the peer sent until it closed the socket ('timeout' if it did not within ms) */
+function closedWith(s: Socket, ms: number): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+  });
+}

@@ -204,7 +204,17 @@ export async function run(args: string[]): Promise<number> {
       listener = await start(ctx, {
         listen: l.listen,
         upstream: l.upstream,
-        ...(l.protocol === 'grpc' ? { maxMessageBytes: config.grpcMaxMessageBytes } : {}),
+        maxConnections: config.maxConnections,
+        ...(l.protocol === 'grpc'
+          ? {
+              maxMessageBytes: config.grpcMaxMessageBytes,
+              maxConcurrentStreams: config.maxConcurrentStreams,
+              maxMetadataBytes: config.grpcMaxMetadataBytes,
+            }
+          : {
+              headersTimeoutMs: config.httpHeadersTimeoutSeconds * 1000,
+              requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,
+            }),
       });
     } catch (err) {
       log.fatal({ protocol: l.protocol, listen: l.listen, err: errorText(err) }, 'cannot start a listener');

@@ -13,9 +13,12 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  ServerInterceptingCall,
+  ServerListenerBuilder,
   status as GrpcStatus,
   type ChannelOptions,
   type ServerDuplexStream,
+  type ServerInterceptor,
 } from '@grpc/grpc-js';
 import type net from 'node:net';
 import type { Listener, ListenerSpec, SidecarContext, StartListener, HostPort } from '../context.js';
@@ -27,6 +30,10 @@ import { streamInfer } from './stream.js';
 import { guardStatus } from './wire.js';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** as the HTTP listener's header limit (Node's 16 KiB) */
+export const DEFAULT_MAX_METADATA_BYTES = 16 * 1024;
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 256;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 const MODEL_INFER = '/inference.GRPCInferenceService/ModelInfer';
 const MODEL_STREAM_INFER = '/inference.GRPCInferenceService/ModelStreamInfer';
 const SERVER_READY = '/inference.GRPCInferenceService/ServerReady';
@@ -62,7 +69,12 @@ export const startGrpcListener: StartListener = async (
     'grpc.initial_reconnect_backoff_ms': 100,
     'grpc.max_reconnect_backoff_ms': 1000,
   });
-  const server = new Server(limits);
+  const server = new Server({
+    ...limits,
+    // SETTINGS_MAX_CONCURRENT_STREAMS: a client's streams past it wait in the client until one ends
+    'grpc.max_concurrent_streams': spec.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
+    interceptors: [metadataCap(ctx, spec.maxMetadataBytes ?? DEFAULT_MAX_METADATA_BYTES)],
+  });
   const fwd = new Forwarder(ctx, client);
 
   for (const m of KNOWN_METHODS) {
@@ -89,6 +101,7 @@ export const startGrpcListener: StartListener = async (
     ),
   );
   disableNagle(server);
+  capConnections(server, ctx, spec.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
   ctx.log.info(
     { listen: hostPort({ ...spec.listen, port: bound }), upstream: hostPort(spec.upstream) },
     'grpc listener started',
@@ -156,6 +169,77 @@ function unknownMethod(ctx: SidecarContext, fwd: Forwarder, path: string) {
     call.emit('error', s);
     st.end(s.code);
   };
+}
+
+/** HTTP/2 header-list size of request metadata as on the wire: name + value + 32 per entry (RFC 9113 §6.5.2) */
+export function metadataBytes(md: Metadata): number {
+  let size = 0;
+  for (const [k, v] of Object.entries(md.toHttp2Headers())) {
+    for (const x of Array.isArray(v) ? v : [v]) size += k.length + Buffer.byteLength(String(x)) + 32;
+  }
+  return size;
+}
+
+/**
+ * Request metadata over `max` bytes ends the call RESOURCE_EXHAUSTED before any handler runs, so nothing
+ * of it reaches the model server (grpc-js has no server-side grpc.max_metadata_size; the HTTP/2 layer
+ * alone refuses only around 1 MiB). Messages that follow a refused call's metadata are dropped.
+ */
+function metadataCap(ctx: SidecarContext, max: number): ServerInterceptor {
+  return (desc, call) => {
+    let refused = false;
+    return new ServerInterceptingCall(call, {
+      start(next) {
+        next(
+          new ServerListenerBuilder()
+            .withOnReceiveMetadata((md, pass) => {
+              if (metadataBytes(md) <= max) return pass(md);
+              refused = true;
+              const st = new CallState(ctx, desc.path, md, 'other');
+              st.note('block');
+              const s = guardStatus(
+                new GuardError('request_too_large', { limit: '--grpc-max-metadata-bytes', max }),
+                st.trace,
+              );
+              call.sendStatus({ code: s.code, details: s.details ?? s.message, metadata: s.metadata });
+              st.end(s.code);
+            })
+            .withOnReceiveMessage((m, pass) => {
+              if (!refused) pass(m);
+            })
+            .withOnReceiveHalfClose((pass) => {
+              if (!refused) pass();
+            })
+            .build(),
+        );
+      },
+    });
+  };
+}
+
+/**
+ * At most `max` client connections: Node's net.Server closes the ones past it on accept. grpc-js keeps
+ * its http2 servers in a private map (as for disableNagle); without it the cap is not applied and a
+ * warning says so.
+ */
+function capConnections(server: Server, ctx: SidecarContext, max: number): void {
+  const servers = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
+  if (!(servers instanceof Map)) {
+    ctx.log.warn('grpc-js http2 servers not found: --max-connections is not applied to the gRPC listener');
+    return;
+  }
+  let dropped = 0;
+  let lastLog = 0;
+  for (const srv of servers.keys()) {
+    srv.maxConnections = max;
+    srv.on('drop', () => {
+      dropped++;
+      const now = Date.now();
+      if (now - lastLog < 10_000) return;
+      lastLog = now;
+      ctx.log.warn({ maxConnections: max, dropped }, 'grpc connection refused: --max-connections reached');
+    });
+  }
 }
 
 /**

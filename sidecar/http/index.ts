@@ -120,21 +120,45 @@ export async function createHttpListener(
   let drained: (() => void) | undefined;
   const sockets = new Set<Socket>();
 
-  const server = createServer((req, res) => {
-    inflight++;
-    res.once('close', () => {
-      if (--inflight === 0) drained?.();
-    });
-    handle(req, res).catch((e: unknown) => {
-      // handle() answers every error it knows; this is a bug, so fail closed and say nothing more
-      ctx.log.error({ err: e instanceof Error ? e.message : String(e) }, 'http handler failed');
-      if (!res.headersSent) res.writeHead(500).end();
-      else res.destroy();
-    });
-  });
+  const headersTimeoutMs = spec.headersTimeoutMs ?? 20_000;
+  const server = createServer(
+    {
+      // slowloris: a client dribbling its headers (or body) is answered 408 and disconnected; Node checks
+      // these every connectionsCheckingInterval, so that is kept well below the timeout
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: spec.requestTimeoutMs ?? 300_000,
+      connectionsCheckingInterval: Math.max(100, Math.min(2_000, Math.floor(headersTimeoutMs / 4))),
+    },
+    (req, res) => {
+      inflight++;
+      res.once('close', () => {
+        if (--inflight === 0) drained?.();
+      });
+      handle(req, res).catch((e: unknown) => {
+        // handle() answers every error it knows; this is a bug, so fail closed and say nothing more
+        ctx.log.error({ err: e instanceof Error ? e.message : String(e) }, 'http handler failed');
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    },
+  );
   // idle client connections live longer than a typical load balancer's, so it closes them first
+  // (Node 20 times headers from a request's first byte, so an idle keep-alive connection is not cut)
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
+  // past the cap Node closes a new connection on accept, before a byte is read (no HTTP answer fits)
+  server.maxConnections = spec.maxConnections ?? 1024;
+  let dropped = 0;
+  let lastDropLog = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - lastDropLog < 10_000) return;
+    lastDropLog = now;
+    ctx.log.warn(
+      { listen: spec.listen, maxConnections: server.maxConnections, dropped },
+      'http connection refused: --max-connections reached',
+    );
+  });
   server.on('connection', (s) => {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
