@@ -5,7 +5,8 @@
 // model container (fake vLLM on 8000, fake Triton gRPC on 8001). A client in a second namespace sends
 // real HTTP and gRPC to podIP:8000/8001 as a Service would; the sidecar exports to a real OTLP receiver
 // in a third namespace ("observability"), which is the endpoint the injector was configured with.
-// Proves: benign requests reach the model through the sidecar (from 127.0.0.1, no bypass), attacks get
+// Proves: the sidecar's startupProbe can pass before the model exists (the kubelet's order for a
+// native sidecar), benign requests reach the model through the sidecar (from 127.0.0.1, no bypass), attacks get
 // the SPEC §5 answers with the caller's trace id, a leaked secret never reaches the client, the model
 // never sees the attack text, and each attack is one block span carrying the rule, direction, the pod's
 // name and namespace, inside the client's trace. Needs root, iproute2 and iptables (.ci/run installs them).
