@@ -129,6 +129,8 @@ interface Reply {
 
 interface Span {
   traceId: string;
+  spanId: string;
+  parentSpanId?: string;
   name: string;
   attributes: Record<string, unknown>;
   resource: Record<string, unknown>;
@@ -157,7 +159,8 @@ function send(req: Record<string, unknown>): Promise<Reply> {
 
 const traceparent = () => {
   const traceId = randomBytes(16).toString('hex');
-  return { traceId, header: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
+  const spanId = randomBytes(8).toString('hex');
+  return { traceId, spanId, header: `00-${traceId}-${spanId}-01` };
 };
 const chat = (content: string) => JSON.stringify({ model: 'llm', messages: [{ role: 'user', content }] });
 const postChat = (content: string, headers: Record<string, string> = {}) =>
@@ -290,7 +293,7 @@ async function probeUntil(url: string, ms: number): Promise<{ passed: boolean; l
 // ------------------------------------------------------------------ the assertions
 
 describe('inferguard inject output, run as the kubelet would, guards a model pod end to end', () => {
-  const attacks: Record<string, { traceId: string; direction: string; rule?: string }> = {};
+  const attacks: Record<string, { traceId: string; spanId: string; direction: string; rule?: string }> = {};
 
   it('the injected pod redirects both model ports to the sidecar and exports to the configured collector', () => {
     expect(init.args).toEqual(['init-redirect', '--port', '8000=15001', '--port', '8001=15002']);
@@ -332,7 +335,7 @@ describe('inferguard inject output, run as the kubelet would, guards a model pod
     expect(error.code).toMatch(/^prompt-injection\./);
     expect(error.message).toContain(`rule ${error.code}`);
     expect(r.body).not.toContain('Ignore all previous');
-    attacks['http injection'] = { traceId: tp.traceId, direction: 'input', rule: error.code };
+    attacks['http injection'] = { ...tp, direction: 'input', rule: error.code };
   });
 
   it('an answer leaking a secret is blocked: the client never receives it', async () => {
@@ -346,7 +349,7 @@ describe('inferguard inject output, run as the kubelet would, guards a model pod
       trace_id: tp.traceId,
     });
     expect(JSON.stringify(r)).not.toContain(AWS_KEY);
-    attacks['http leak'] = { traceId: tp.traceId, direction: 'output', rule: 'secrets.aws-access-key' };
+    attacks['http leak'] = { ...tp, direction: 'output', rule: 'secrets.aws-access-key' };
   });
 
   it('a benign ModelInfer to podIP:8001 over a real gRPC client gets the model answer', async () => {
@@ -362,11 +365,21 @@ describe('inferguard inject output, run as the kubelet would, guards a model pod
     expect(rule).toMatch(/^prompt-injection\./);
     expect(r.details).toBe(`blocked by inferguard policy: rule ${rule} (prompt-injection)`);
     expect(r.trailers!['inferguard-trace-id']).toBe(tp.traceId);
-    attacks['grpc injection'] = { traceId: tp.traceId, direction: 'input', rule };
+    attacks['grpc injection'] = { ...tp, direction: 'input', rule };
+  });
+
+  it('a ModelInfer answer leaking a secret is PERMISSION_DENIED: the client never receives it', async () => {
+    const tp = traceparent();
+    const r = await infer('How do I deploy?', { traceparent: tp.header });
+    expect(r.code).toBe(7);
+    expect(r.trailers!['inferguard-rule']).toBe('secrets.aws-access-key');
+    expect(r.trailers!['inferguard-trace-id']).toBe(tp.traceId);
+    expect(JSON.stringify(r)).not.toContain(AWS_KEY);
+    attacks['grpc leak'] = { ...tp, direction: 'output', rule: 'secrets.aws-access-key' };
   });
 
   it("the collector received exactly one block span per attack, in the caller's trace, naming the rule and the pod", async () => {
-    expect(Object.keys(attacks)).toHaveLength(3); // the attacks above ran
+    expect(Object.keys(attacks)).toHaveLength(4); // the attacks above ran
     const blocks = (traceId: string) =>
       otlp.items.filter(
         (s) =>
@@ -399,6 +412,11 @@ describe('inferguard inject output, run as the kubelet would, guards a model pod
         code: 2,
         message: `blocked by inferguard policy: rule ${a.rule} (${String(span.attributes['inferguard.rule.category'])})`,
       });
+      // the sidecar continued the caller's trace: its request span is a child of the client's span
+      expect(
+        otlp.items.some((s) => s.traceId === a.traceId && s.parentSpanId === a.spanId),
+        what,
+      ).toBe(true);
       // no prompt, output or matched text in the exported span
       expect(JSON.stringify(span), what).not.toMatch(/Ignore all previous|AKIA/);
     }
