@@ -621,4 +621,56 @@ describe('inferguard sidecar (process)', { timeout: 60_000 }, () => {
       expect(await sc.exited).toBe(0);
     }
   });
+
+  it('--grpc-max-metadata-bytes and INFERGUARD_MAX_CONNECTIONS reach the gRPC listener', async () => {
+    const sc = await startSidecar(
+      ['--grpc', `127.0.0.1:0=${triton.target}`, '--grpc-max-metadata-bytes', '2048'],
+      { OTEL_TRACES_EXPORTER: 'none', INFERGUARD_MAX_CONNECTIONS: '1' },
+    );
+    const client = new grpc.Client(sc.grpcTarget, grpc.credentials.createInsecure());
+    const other = new grpc.Client(sc.grpcTarget, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    try {
+      const before = triton.calls.length;
+      expect((await infer(client, 'hello', `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`)).status.code).toBe(
+        grpc.status.OK,
+      );
+      const md = new grpc.Metadata();
+      md.set('x-big', 'm'.repeat(4096));
+      const big = await new Promise<grpc.StatusObject>((resolve) => {
+        const call = client.makeUnaryRequest(
+          INFER,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          encodeInferRequest({ model: 'llm', text: 'hi' }),
+          md,
+          () => {},
+        );
+        call.on('status', resolve);
+      });
+      expect(big.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(big.details).toBe('request exceeds --grpc-max-metadata-bytes (2048)');
+      // a second connection while the first is open is closed on accept
+      const second = await new Promise<grpc.StatusObject>((resolve) => {
+        const call = other.makeUnaryRequest(
+          INFER,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          encodeInferRequest({ model: 'llm', text: 'hi' }),
+          new grpc.Metadata(),
+          { deadline: Date.now() + 2000 },
+          () => {},
+        );
+        call.on('status', resolve);
+      });
+      expect(second.code).not.toBe(grpc.status.OK);
+      expect(triton.calls.length).toBe(before + 1);
+    } finally {
+      client.close();
+      other.close();
+      sc.child.kill('SIGTERM');
+      expect(await sc.exited).toBe(0);
+    }
+  });
 });
