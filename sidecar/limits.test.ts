@@ -268,6 +268,31 @@ describe('HTTP limits', { timeout: 30_000 }, () => {
     }
   });
 
+  it('slow body: a request body dribbled past the request timeout gets 408 and a close, nothing forwarded', async () => {
+    const l = await createHttpListener(httpContext(policy), {
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { host: fake.host, port: fake.port },
+      requestTimeoutMs: 600,
+    });
+    const before = fake.requests.length;
+    const s = await rawConnect(l.address.port);
+    s.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 60000\r\n\r\n{"messages":[',
+    );
+    const drip = setInterval(() => s.writable && s.write('{"role":"user","content":"a"},'), 100);
+    try {
+      const t0 = Date.now();
+      const got = await closedWith(s, 6000);
+      expect(got).toMatch(/^HTTP\/1.1 408/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(fake.requests.length).toBe(before);
+    } finally {
+      clearInterval(drip);
+      s.destroy();
+      await l.close(100);
+    }
+  });
+
   it('slowloris: headers dribbled past the headers timeout get 408 and a close, nothing forwarded', async () => {
     const l = await createHttpListener(httpContext(policy), {
       listen: { host: '127.0.0.1', port: 0 },

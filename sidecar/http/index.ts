@@ -120,13 +120,15 @@ export async function createHttpListener(
   let drained: (() => void) | undefined;
   const sockets = new Set<Socket>();
 
-  const headersTimeoutMs = spec.headersTimeoutMs ?? 20_000;
+  const requestTimeoutMs = spec.requestTimeoutMs ?? 300_000;
+  // Node refuses a headers timeout above the request timeout: the headers are part of the request
+  const headersTimeoutMs = Math.min(spec.headersTimeoutMs ?? 20_000, requestTimeoutMs);
   const server = createServer(
     {
       // slowloris: a client dribbling its headers (or body) is answered 408 and disconnected; Node checks
       // these every connectionsCheckingInterval, so that is kept well below the timeout
       headersTimeout: headersTimeoutMs,
-      requestTimeout: spec.requestTimeoutMs ?? 300_000,
+      requestTimeout: requestTimeoutMs,
       connectionsCheckingInterval: Math.max(100, Math.min(2_000, Math.floor(headersTimeoutMs / 4))),
     },
     (req, res) => {
