@@ -260,6 +260,51 @@ describe('gRPC listener under hostile messages', { timeout: 60_000 }, () => {
     assertUpstreamSawOnlyAllowed(from);
   });
 
+  it('random request metadata around the 16 KiB cap: over it RESOURCE_EXHAUSTED and nothing forwarded; well under it forwarded intact', async () => {
+    const entry = fc.record({
+      key: fc.stringMatching(/^x-[a-z0-9-]{1,20}$/),
+      bin: fc.boolean(),
+      size: fc.integer({ min: 0, max: 9000 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(entry, { selector: (e) => e.key, maxLength: 5 }), async (entries) => {
+        const md = new grpc.Metadata();
+        let size = 0; // HTTP/2 header-list size of what we add (grpc-js adds a few small headers itself)
+        for (const e of entries) {
+          const key = e.bin ? `${e.key}-bin` : e.key;
+          if (e.bin) md.set(key, Buffer.alloc(e.size, 7));
+          else md.set(key, 'v'.repeat(e.size));
+          size += key.length + (e.bin ? Buffer.alloc(e.size).toString('base64').length : e.size) + 32;
+        }
+        const before = triton.calls.length;
+        const st = await new Promise<grpc.StatusObject>((resolve) => {
+          const call = client.makeUnaryRequest(
+            INFER,
+            id,
+            id,
+            encodeInferRequest({ model: 'llm', text: 'hello' }),
+            md,
+            { deadline: Date.now() + 5000 },
+            () => {},
+          );
+          call.on('status', resolve);
+        });
+        if (size > 16 * 1024) expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+        if (size + 1024 < 16 * 1024) expect(st.code).toBe(grpc.status.OK);
+        expect([grpc.status.OK, grpc.status.RESOURCE_EXHAUSTED]).toContain(st.code);
+        if (st.code === grpc.status.RESOURCE_EXHAUSTED) {
+          expect(st.details).toBe('request exceeds --grpc-max-metadata-bytes (16384)');
+          expect(triton.calls.length).toBe(before);
+        } else {
+          expect(triton.calls.length).toBe(before + 1);
+          const seen = triton.calls.at(-1)!.metadata;
+          for (const e of entries.filter((x) => !x.bin)) expect(seen[e.key]).toBe('v'.repeat(e.size));
+        }
+      }),
+      { numRuns: 80, interruptAfterTimeLimit: 10_000 },
+    );
+  });
+
   it('random bytes as ModelInferRequest', async () => {
     const from = triton.calls.length;
     await fc.assert(
