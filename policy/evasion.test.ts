@@ -187,8 +187,8 @@ export const CAUGHT: Record<string, string[]> = {
   base64x3: [],
   hex: ALL,
   'url-encoded': ALL,
-  'html-entities': [],
-  'js-escapes': [],
+  'html-entities': ALL,
+  'js-escapes': ALL,
   leetspeak: ['githubToken', 'markdownImage'], // the token and URL survive the letter swap
   reversed: [],
   rot13: [],

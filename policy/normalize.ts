@@ -494,7 +494,7 @@ export function normalize(original: string): NormalizedText {
 // ---------------------------------------------------------------------------------------------
 // Bounded decoding of encoded payloads (base64, hex, %-encoding) found in normalized text.
 
-export type EncodingKind = 'base64' | 'hex' | 'url' | 'tag';
+export type EncodingKind = 'base64' | 'hex' | 'url' | 'tag' | 'html' | 'escape';
 
 export interface EncodedRun {
   /** span in the text the run was found in */
@@ -504,13 +504,41 @@ export interface EncodedRun {
   decoded: string;
 }
 
-// Candidates: base64/hex with a V8 regex (one class, linear), %-runs with RE2.
-const B64_RUN = /[A-Za-z0-9+/_-]{16,}={0,2}/g;
+// Candidates: base64/hex runs with a hand-written linear scan (no regex engine on large input), %-runs,
+// HTML character references and \uXXXX escapes with RE2 (linear by construction).
+const B64_MIN = 16;
+const B64_CLASS = new Uint8Array(128);
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-')
+  B64_CLASS[ch.charCodeAt(0)] = 1;
 const HEX_RUN = /^(?:[0-9A-Fa-f]{2})+$/;
 // RE2, not V8: this one has a starred run before a repeated group, which backtracks quadratically on a
 // long token with too few escapes
 const PCT_RUN = new RE2(String.raw`[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}`, 'gu');
+// two or more references/escapes in one whitespace-free token (one alone is ordinary markup or code)
+const ENTITY = String.raw`&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|lt|gt|amp|quot|apos|nbsp);`;
+const ENTITY_RUN = new RE2(String.raw`[^\s&]*(?:${ENTITY}[^\s&]*){2,}`, 'gu');
+const ENTITY_ONE = new RE2(ENTITY, 'gu');
+const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'", nbsp: ' ' };
+const ESCAPE_RUN = new RE2(String.raw`[^\s\\]*(?:\\u[0-9A-Fa-f]{4}[^\s\\]*){2,}`, 'gu');
+const ESCAPE_ONE = /\\u([0-9A-Fa-f]{4})/g; // only on a run RE2 found (bounded by the budget)
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function fromCodePointSafe(cp: number): string {
+  return cp > 0 && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff) ? String.fromCodePoint(cp) : '\ufffd';
+}
+
+function decodeEntities(s: string): string {
+  return s.replace(ENTITY_ONE, (m: string) => {
+    if (m[1] !== '#') return NAMED[m.slice(1, -1)] ?? m;
+    const hex = m[2] === 'x' || m[2] === 'X';
+    return fromCodePointSafe(parseInt(m.slice(hex ? 3 : 2, -1), hex ? 16 : 10));
+  });
+}
+
+function decodeEscapes(s: string): string {
+  // surrogate pairs written as two escapes join up again in the UTF-16 string
+  return s.replace(ESCAPE_ONE, (_m, h: string) => String.fromCharCode(parseInt(h, 16)));
+}
 
 /** At least 90 % printable characters (letters, digits, punctuation, whitespace), no NULs. */
 function mostlyPrintable(s: string): boolean {
@@ -554,7 +582,8 @@ function percentDecode(s: string): string | null {
 }
 
 /**
- * Encoded runs in `text` that decode to mostly printable UTF-8, at most `budget` decoded characters in
+ * Encoded runs in `text` (base64, hex, %-encoding when `kinds` says the set saw a possible run; HTML
+ * character references and \uXXXX escapes, two or more in a token, always) that decode to mostly printable text, at most `budget` decoded characters in
  * total (runs past the budget are left alone: the caller reports nothing for them).
  */
 export function findEncodedRuns(
@@ -565,32 +594,60 @@ export function findEncodedRuns(
   const out: EncodedRun[] = [];
   if (budget <= 0) return out;
   let used = 0;
-  if (kinds.base64 && text.length >= 16) {
-    B64_RUN.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = B64_RUN.exec(text)) !== null && used < budget) {
-      const run = m[0];
-      // a long plain word (e.g. `internationalization`) is not worth decoding: base64 of text mixes cases/digits
+  if (kinds.base64 && text.length >= B64_MIN) {
+    const len = text.length;
+    let i = 0;
+    while (i < len && used < budget) {
+      // next maximal run of base64/hex alphabet characters
+      let c = text.charCodeAt(i);
+      if (c >= 128 || B64_CLASS[c] === 0) {
+        i++;
+        continue;
+      }
+      const start = i;
+      while (i < len && (c = text.charCodeAt(i)) < 128 && B64_CLASS[c] === 1) i++;
+      if (i - start < B64_MIN) continue;
+      let end = i;
+      if (end < len && text.charCodeAt(end) === 0x3d) end++;
+      if (end < len && end > i && text.charCodeAt(end) === 0x3d) end++;
+      i = end;
+      const run = text.slice(start, end);
       let decoded: string | null = null;
       let kind: EncodingKind = 'base64';
       const maxIn = Math.min(run.length, Math.ceil(((budget - used) * 4) / 3) + 4);
       const body = run.slice(0, maxIn);
-      if (HEX_RUN.test(body) && body.length >= 16) {
+      if (HEX_RUN.test(body) && body.length >= B64_MIN) {
         decoded = decodeBytes(Buffer.from(body, 'hex'));
         kind = 'hex';
       }
       if (decoded === null) {
         decoded = decodeBytes(
           Buffer.from(
-            body.replace(/[-_]/g, (c) => (c === '-' ? '+' : '/')),
+            body.replace(/[-_]/g, (ch) => (ch === '-' ? '+' : '/')),
             'base64',
           ),
         );
         kind = 'base64';
       }
       if (decoded !== null && decoded.length >= 4) {
-        out.push({ start: m.index, end: m.index + run.length, kind, decoded });
+        out.push({ start, end, kind, decoded });
         used += decoded.length;
+      }
+    }
+  }
+  for (const [mark, re, decode, kind] of [
+    ['&', ENTITY_RUN, decodeEntities, 'html'],
+    ['\\u', ESCAPE_RUN, decodeEscapes, 'escape'],
+  ] as const) {
+    if (used >= budget || !text.includes(mark)) continue;
+    re.lastIndex = 0;
+    let m: RegExpExecArray | null;
+    while ((m = re.exec(text)) !== null && used < budget) {
+      const decoded = decode(m[0]);
+      if (decoded !== m[0] && mostlyPrintable(decoded)) {
+        const d = decoded.slice(0, budget - used);
+        out.push({ start: m.index, end: m.index + m[0].length, kind, decoded: d });
+        used += d.length;
       }
     }
   }

@@ -1,7 +1,7 @@
 // Scanning and decisions: text → findings → one decision (block > redact > monitor > allow).
 //
 // Per text: normalize → pattern rules (RE2 sets) → `allow` rules suppress the findings whose span they
-// contain → encoded runs (base64/hex/%-encoding) and hidden tag text are decoded and scanned again, up to
+// contain → encoded runs (base64/hex/%-encoding, HTML character references, \uXXXX escapes) and hidden tag text are decoded and scanned again, up to
 // limits.maxDecodeDepth levels and limits.maxDecodedBytes decoded characters per text; their findings
 // cover the encoded run in the original and carry `decoded: true` → output only: URL checks, system-prompt
 // leak. Policy `mode: monitor` turns block/redact into monitor on every finding.
@@ -140,9 +140,10 @@ function scanLevel(
     }
   }
   if (depth < sink.maxDepth && budget.left > 0) {
-    // the set's markers tell whether an encoded run can exist at all: most text skips the search
+    // the set's markers tell whether a base64/hex or %-encoded run can exist at all; HTML references and
+    // \u escapes are looked for only when the text has a `&` or `\u`
     const runs =
-      may === 0
+      may === 0 && !n.text.includes('&') && !n.text.includes('\\u')
         ? NO_RUNS
         : findEncodedRuns(n.text, budget.left, {
             base64: (may & MAY_BASE64) !== 0,
