@@ -410,3 +410,22 @@ describe('the empty policy', () => {
     expect(scanTextDetailed(p, text, 'input').normalized.text).not.toBe(text);
   });
 });
+
+describe('long texts (scanned as one UTF-8 Buffer)', () => {
+  it('offsets still point into the original past multi-byte text, and validators see the match', () => {
+    const p = compiled({
+      rules: [
+        { id: 'word', pattern: 'bluebird' },
+        { id: 'card', pattern: String.raw`\b((?:\d[ -]?){13,19})\b`, validate: 'luhn', category: 'pii' },
+      ],
+    });
+    const shape = (filler: string) =>
+      `${filler}bluebird ${filler}card 4111 1111 1111 1111 and 4111 1111 1111 1112 ${filler}bluebird`;
+    const found = (text: string) =>
+      scanText(p, text, 'input').findings.map((x) => [x.rule, text.slice(x.start, x.end)]);
+    const long = found(shape('Привет мир 😀 ü — 中文 '.repeat(1200))); // > 16 KiB, 1–4 byte characters
+    expect(long.map(([r]) => r)).toEqual(['word', 'card', 'word']);
+    expect(long[1][1]).toMatch(/^4111 1111 1111 1111\s?$/);
+    expect(long).toEqual(found(shape('Привет мир 😀 ü — 中文 '))); // the same as a short text (strings)
+  });
+});
