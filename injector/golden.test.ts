@@ -106,7 +106,7 @@ describe('what the goldens show', () => {
     ]);
     const sidecar = pod.spec.initContainers[1];
     expect(sidecar.restartPolicy).toBe('Always');
-    expect(sidecar.startupProbe.httpGet).toEqual({ path: '/readyz', port: 15020 });
+    expect(sidecar.startupProbe.httpGet).toEqual({ path: '/startupz', port: 15020 });
     expect(sidecar.volumeMounts).toEqual([
       { name: 'inferguard-policy', mountPath: '/etc/inferguard/policy', readOnly: true },
     ]);

@@ -811,9 +811,11 @@ function render(plan: Plan, opts: Options, settings: InjectorSettings): Rendered
     env,
     resources,
     securityContext: { ...HARDENED, runAsNonRoot: true, runAsUser: SIDECAR_UID, runAsGroup: SIDECAR_UID },
-    // startupProbe: the kubelet starts the next init container / the model only once the sidecar is
-    // ready (native layout), so no request ever reaches a pod whose guard is still loading.
-    startupProbe: probe('/readyz', 1, 120),
+    // startupProbe: the kubelet starts the next init container / the model only once the sidecar has
+    // loaded its policy and bound its listeners (native layout), so no request ever reaches a pod whose
+    // guard is still loading. /startupz does not ask the model, which cannot be running yet; /readyz
+    // (readiness) does, so the pod turns Ready only once the model answers through the sidecar.
+    startupProbe: probe('/startupz', 1, 120),
     readinessProbe: probe('/readyz', 5, 3),
     livenessProbe: probe('/healthz', 10, 3),
   };

@@ -112,6 +112,48 @@ describe('admin endpoints', () => {
     });
   });
 
+  it('/startupz passes once the policy is loaded and listeners are bound, while the model is still down', async () => {
+    // the injected startupProbe: a native sidecar must pass it before the kubelet starts the model
+    let upstreamAsked = 0;
+    const state = {
+      phase: 'starting' as Phase,
+      policy: { loaded: false, source: 'built-in default' } as PolicyStatus,
+      listeners: [
+        {
+          protocol: 'http' as const,
+          listen: { host: '0.0.0.0', port: 0 },
+          upstream: { host: '127.0.0.1', port: 8000 },
+        } as ListenerStatus,
+      ],
+    };
+    const base = await serve(state);
+    const loading = await get(`${base}/startupz`);
+    expect(loading.status).toBe(503);
+    expect(JSON.parse(loading.text)).toEqual({
+      ready: false,
+      phase: 'starting',
+      policy: { loaded: false, source: 'built-in default' },
+      listeners: [{ protocol: 'http', listen: '0.0.0.0:0', upstream: '127.0.0.1:8000', bound: false }],
+    });
+
+    // policy loaded but the listener not bound yet: still 503
+    state.policy = { loaded: true, name: 'default', source: 'built-in default' };
+    state.phase = 'serving';
+    expect((await get(`${base}/startupz`)).status).toBe(503);
+
+    state.listeners[0].listener = fakeListener(15001, async () => {
+      upstreamAsked++;
+      return false;
+    });
+    const up = await get(`${base}/startupz`);
+    expect(up.status).toBe(200);
+    expect(JSON.parse(up.text)).toMatchObject({ ready: true, listeners: [{ bound: true }] });
+    expect(upstreamAsked).toBe(0);
+    // readiness still waits for the model
+    expect((await get(`${base}/readyz`)).status).toBe(503);
+    expect(upstreamAsked).toBe(1);
+  });
+
   it('an upstream check that hangs or throws counts as not ready, without hanging the probe', async () => {
     const state = {
       phase: 'serving' as Phase,

@@ -2,6 +2,9 @@
 //   GET /healthz  200 while the process serves (liveness: never fails during a drain)
 //   GET /readyz   200 only when the policy is loaded, every listener is up and every upstream answers;
 //                 503 otherwise. Both carry a JSON body saying why (docs/sidecar.md).
+//   GET /startupz 200 once the policy is loaded and every listener is bound, without asking the
+//                 upstream: the injected startupProbe. A native sidecar must pass it before the kubelet
+//                 starts the model, so it cannot wait for the model (that would never start).
 //   GET /metrics  Prometheus text
 import http from 'node:http';
 import type { Logger } from 'pino';
@@ -87,6 +90,22 @@ export async function readiness(source: AdminSource): Promise<Readiness> {
   return { ready, phase, policy, listeners };
 }
 
+/** what /startupz reports: serving, the policy loaded and every listener bound; no upstream check */
+export function started(source: AdminSource): Omit<Readiness, 'listeners'> & {
+  listeners: Omit<Readiness['listeners'][number], 'upstreamReady'>[];
+} {
+  const phase = source.phase();
+  const policy = source.policy();
+  const listeners = source.listeners().map((l) => ({
+    protocol: l.protocol,
+    listen: hp(l.listener?.address ?? l.listen),
+    upstream: hp(l.upstream),
+    bound: l.listener !== undefined,
+  }));
+  const ready = phase === 'serving' && policy.loaded && listeners.every((l) => l.bound);
+  return { ready, phase, policy, listeners };
+}
+
 export async function startAdmin(
   addr: HostPort,
   deps: { source: AdminSource; metrics: SidecarMetrics; log: Logger },
@@ -104,6 +123,10 @@ export async function startAdmin(
     switch (path) {
       case '/healthz':
         return json(200, { status: 'ok', phase: deps.source.phase() });
+      case '/startupz': {
+        const s = started(deps.source);
+        return json(s.ready ? 200 : 503, s);
+      }
       case '/readyz':
         readiness(deps.source).then(
           (r) => json(r.ready ? 200 : 503, r),
@@ -127,7 +150,7 @@ export async function startAdmin(
         );
         return;
       default:
-        return json(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
+        return json(404, { error: 'not found', endpoints: ['/healthz', '/startupz', '/readyz', '/metrics'] });
     }
   });
   server.keepAliveTimeout = 5_000;
