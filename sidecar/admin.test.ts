@@ -40,20 +40,21 @@ const get = async (url: string) => {
   return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
 };
 
+/** a sidecar still loading: no policy, one HTTP listener not bound yet, upstream 127.0.0.1:8000 */
+function startingState(source: string): { phase: Phase; policy: PolicyStatus; listeners: ListenerStatus[] } {
+  return {
+    phase: 'starting',
+    policy: { loaded: false, source },
+    listeners: [
+      { protocol: 'http', listen: { host: '0.0.0.0', port: 0 }, upstream: { host: '127.0.0.1', port: 8000 } },
+    ],
+  };
+}
+
 describe('admin endpoints', () => {
   it('/readyz is 200 only when the policy is loaded, serving, and every upstream answers', async () => {
     let upstreamUp = false;
-    const state = {
-      phase: 'starting' as Phase,
-      policy: { loaded: false, source: '/etc/inferguard/policy.yaml' } as PolicyStatus,
-      listeners: [
-        {
-          protocol: 'http' as const,
-          listen: { host: '0.0.0.0', port: 0 },
-          upstream: { host: '127.0.0.1', port: 8000 },
-        } as ListenerStatus,
-      ],
-    };
+    const state = startingState('/etc/inferguard/policy.yaml');
     const base = await serve(state);
     const starting = await get(`${base}/readyz`);
     expect(starting.status).toBe(503);
@@ -115,17 +116,7 @@ describe('admin endpoints', () => {
   it('/startupz passes once the policy is loaded and listeners are bound, while the model is still down', async () => {
     // the injected startupProbe: a native sidecar must pass it before the kubelet starts the model
     let upstreamAsked = 0;
-    const state = {
-      phase: 'starting' as Phase,
-      policy: { loaded: false, source: 'built-in default' } as PolicyStatus,
-      listeners: [
-        {
-          protocol: 'http' as const,
-          listen: { host: '0.0.0.0', port: 0 },
-          upstream: { host: '127.0.0.1', port: 8000 },
-        } as ListenerStatus,
-      ],
-    };
+    const state = startingState('built-in default');
     const base = await serve(state);
     const loading = await get(`${base}/startupz`);
     expect(loading.status).toBe(503);
