@@ -1,6 +1,6 @@
 // gRPC data-plane benchmark: the same KServe v2 calls direct to a zero-latency model server, through
-// nginx `grpc_pass` (the reference floor: a plain HTTP/2 proxy that inspects nothing), through the
-// sidecar's grpc-js relay with nothing decoded (what grpc-js costs), and through the sidecar's gRPC
+// nginx `grpc_pass` (the reference floor: a plain HTTP/2 proxy that inspects nothing), through a bare
+// node:http2 relay that parses nothing (what Node's HTTP/2 itself costs), and through the sidecar's gRPC
 // listener with an empty policy and with the built-in default policy. Unary ModelInfer
 // (4 KiB prompt) and ModelStreamInfer (one request, 8 responses), 1 and 64 calls in flight, one run.
 //
@@ -87,8 +87,7 @@ async function precomputed(): Promise<{ unary: Buffer; stream: Buffer[] }> {
 type Contender = 'empty' | 'default' | 'passthrough';
 
 async function roleSidecar(upstreamPort: number, which: Contender): Promise<void> {
-  const { startGrpcListener, disableNagle } = await import('../sidecar/grpc/index.js');
-  const { Forwarder, identity } = await import('../sidecar/grpc/proxy.js');
+  const { startGrpcListener } = await import('../sidecar/grpc/index.js');
   const { defaultPolicy, emptyPolicy } = await import('../policy/index.js');
   const { pino } = await import('pino');
   let policy: import('../policy/index.js').CompiledPolicy;
@@ -117,24 +116,8 @@ async function roleSidecar(upstreamPort: number, which: Contender): Promise<void
     pod: {},
   };
   if (which === 'passthrough') {
-    // the same grpc-js relay with nothing decoded or scanned: what grpc-js itself costs
-    const client = new grpc.Client(`127.0.0.1:${upstreamPort}`, grpc.credentials.createInsecure());
-    const fwd = new Forwarder(ctx, client);
-    const server = new grpc.Server();
-    server.register(`${SVC}/ModelInfer`, fwd.unary(`${SVC}/ModelInfer`, 'none'), identity, identity, 'unary');
-    server.register(
-      `${SVC}/ModelStreamInfer`,
-      fwd.stream(`${SVC}/ModelStreamInfer`, 'none'),
-      identity,
-      identity,
-      'bidi',
-    );
-    const port = await new Promise<number>((res, rej) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? rej(e) : res(p),
-      ),
-    );
-    disableNagle(server);
+    // a bare node:http2 relay (headers, data and trailers piped, nothing parsed): what Node's HTTP/2 costs
+    const port = await bareRelay(upstreamPort);
     process.send!({ port });
     return;
   }
@@ -143,6 +126,37 @@ async function roleSidecar(upstreamPort: number, which: Contender): Promise<void
     upstream: { host: '127.0.0.1', port: upstreamPort },
   });
   process.send!({ port: listener.address.port });
+}
+
+async function bareRelay(upstreamPort: number): Promise<number> {
+  const http2 = await import('node:http2');
+  const net = await import('node:net');
+  const up = http2.connect(`http://127.0.0.1:${upstreamPort}`, {
+    createConnection: () => net.connect({ host: '127.0.0.1', port: upstreamPort, noDelay: true }),
+  });
+  up.on('error', () => {});
+  const server = http2.createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER });
+  server.on('connection', (s: import('node:net').Socket) => s.setNoDelay(true));
+  server.on('stream', (down, headers) => {
+    const out: import('node:http2').OutgoingHttpHeaders = {};
+    for (const k in headers) if (!k.startsWith(':')) out[k] = headers[k];
+    const req = up.request({ ...out, ':method': 'POST', ':path': headers[':path'] });
+    let trailers: import('node:http2').OutgoingHttpHeaders = {};
+    req.on('response', (h, flags) => {
+      const r: import('node:http2').OutgoingHttpHeaders = {};
+      for (const k in h) if (!k.startsWith(':') || k === ':status') r[k] = h[k];
+      if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) down.respond(r, { endStream: true });
+      else down.respond(r, { waitForTrailers: true });
+    });
+    req.on('trailers', (h) => (trailers = h));
+    down.on('wantTrailers', () => down.sendTrailers(trailers));
+    down.pipe(req);
+    req.pipe(down);
+    req.on('error', () => down.close());
+    down.on('error', () => req.close());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as import('node:net').AddressInfo).port;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +277,7 @@ export async function run(): Promise<void> {
   for (const which of ['passthrough', 'empty', 'default'] as const) {
     const s = await child(['--role', 'sidecar', String(upstream.port), which]);
     children.push(s.proc);
-    const name = which === 'passthrough' ? 'grpc-js relay, no inspection' : `sidecar (${which} policy)`;
+    const name = which === 'passthrough' ? 'bare node:http2 relay' : `sidecar (${which} policy)`;
     targets.push({ name, port: s.port, note: s.error });
   }
   for (const t of targets) if (t.note) notes.push(`${t.name}: not measured (${t.note})`);

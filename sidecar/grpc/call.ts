@@ -1,11 +1,10 @@
 // One proxied call's bookkeeping: the policy snapshot, its RequestTrace, and the obligation to call
 // trace.end() exactly once whatever way the call finishes (OK, our error, upstream error, cancel).
 import { performance } from 'node:perf_hooks';
-import type { Metadata } from '@grpc/grpc-js';
 import type { CompiledPolicy, Decision } from '../../policy/index.js';
 import type { RequestTrace, SidecarContext } from '../context.js';
 import type { GuardEnv } from './guard.js';
-import { metadataMap, statusName } from './wire.js';
+import { metadataMap, statusName, type Headers } from './wire.js';
 
 const RANK: Record<Decision, number> = { allow: 0, monitor: 1, redact: 2, block: 3 };
 
@@ -17,11 +16,11 @@ export class CallState implements GuardEnv {
   #ended = false;
   #upstreamStart = 0;
 
-  constructor(ctx: SidecarContext, rpcMethod: string, metadata: Metadata, operation: string) {
+  constructor(ctx: SidecarContext, rpcMethod: string, headers: Headers, operation: string) {
     // read the policy once per call: a hot reload mid-call must not mix two policies
     this.policy = ctx.policy();
     this.fail = ctx.fail;
-    this.trace = ctx.telemetry.startRequest(metadataMap(metadata), {
+    this.trace = ctx.telemetry.startRequest(metadataMap(headers), {
       protocol: 'grpc',
       operation,
       rpcMethod,

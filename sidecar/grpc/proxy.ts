@@ -1,31 +1,41 @@
-// Forwarding: grpc-js server handlers that relay raw message bytes to the upstream through a grpc.Client,
-// inspecting ModelInfer both ways. Metadata, deadlines and cancellation follow the call (CallOptions.parent);
-// response headers and trailers come back unchanged.
-import {
-  status as GrpcStatus,
-  type Client,
-  type ClientDuplexStream,
-  type Metadata,
-  type ServerDuplexStream,
-  type ServerUnaryCall,
-  type sendUnaryData,
-  type StatusObject,
-} from '@grpc/grpc-js';
-import type { Readable, Writable } from 'node:stream';
+// One proxied gRPC call: a client's HTTP/2 stream on our listener relayed to one stream on the upstream
+// session. Methods that are not inspected are relayed as DATA chunks (only message lengths are
+// checked); inspected ones are reassembled into messages, opened (gzip/deflate) for the guard, and the
+// original frame is forwarded unless the guard changed the message. Headers, trailers, deadlines,
+// cancellation and flow control follow the call both ways.
+import http2 from 'node:http2';
 import type { SidecarContext } from '../context.js';
 import { GuardError } from '../errors.js';
 import { CallState } from './call.js';
-import { inspectRaw, inspectRequest, inspectResponse } from './guard.js';
-import { guardStatus, passStatus, responseHeaders, upstreamMetadata } from './wire.js';
+import {
+  frame,
+  FrameDecoder,
+  FrameTooLarge,
+  FrameTracker,
+  messageBytes,
+  Undecodable,
+  type Frame,
+} from './frames.js';
+import type { UpstreamPool } from './upstream.js';
+import {
+  guardStatus,
+  relayHeaders,
+  statusOf,
+  statusTrailers,
+  upstreamHeaders,
+  type Headers,
+  type OutHeaders,
+  type Status,
+} from './wire.js';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+const OK = 0;
+const CANCELLED = 1;
+const INTERNAL = 13;
+const UNIMPLEMENTED = 12;
+const RESOURCE_EXHAUSTED = 8;
 
 export const identity = (b: Buffer): Buffer => b;
-
-export type Inspection = 'infer' | 'none' | 'raw';
-
-/** the upstream failed before answering anything: the connection, not the model, is the problem */
-function unreachable(st: StatusObject, gotHeaders: boolean): boolean {
-  return st.code === GrpcStatus.UNAVAILABLE && !gotHeaders;
-}
 
 /** gen_ai.operation.name for a method: inference, the service's other (metadata) rpcs, or anything else */
 export function operationOf(path: string): string {
@@ -39,206 +49,337 @@ export function operationOf(path: string): string {
   return 'other';
 }
 
-export class Forwarder {
-  readonly ctx: SidecarContext;
-  readonly client: Client;
+/**
+ * What an inspected call does with each message (in the clear). Return the same Buffer to forward the
+ * original frame, another to forward it instead, or undefined after calling relay.fail().
+ */
+export interface MessageHooks {
+  request(msg: Buffer): Buffer | undefined;
+  response(msg: Buffer): Buffer | undefined;
+  /** the upstream ended with OK: write what is still owed (relay.write) or fail */
+  beforeOk?(): void;
+}
 
-  constructor(ctx: SidecarContext, client: Client) {
-    this.ctx = ctx;
-    this.client = client;
+export interface RelayEnv {
+  ctx: SidecarContext;
+  pool: UpstreamPool;
+  maxBytes: number;
+}
+
+/** A Trailers-Only response: the whole answer is one header block with the status. */
+export function respondStatus(down: http2.ServerHttp2Stream, s: Status): void {
+  if (down.destroyed || down.closed || down.headersSent) return;
+  down.respond(
+    { ':status': 200, 'content-type': 'application/grpc', ...statusTrailers(s) },
+    { endStream: true },
+  );
+  // the client may still be sending: read and drop it so the stream can close
+  down.resume();
+}
+
+export class Relay {
+  readonly st: CallState;
+  readonly #env: RelayEnv;
+  readonly #down: http2.ServerHttp2Stream;
+  readonly #headers: Headers;
+  readonly #deadline: number | undefined;
+  readonly #hooks: MessageHooks | undefined;
+  #up: http2.ClientHttp2Stream | undefined;
+  #upError: string | undefined;
+  #upHeaders = false;
+  #upTrailers: Headers | undefined;
+  #responseEncoding: string | undefined;
+  #trailers: OutHeaders | undefined;
+  #done = false;
+  #timer: NodeJS.Timeout | undefined;
+  // request side
+  readonly #reqTracker: FrameTracker | undefined;
+  readonly #reqDecoder: FrameDecoder | undefined;
+  // response side
+  readonly #resTracker: FrameTracker | undefined;
+  readonly #resDecoder: FrameDecoder | undefined;
+
+  constructor(
+    env: RelayEnv,
+    down: http2.ServerHttp2Stream,
+    headers: Headers,
+    path: string,
+    deadline: number | undefined,
+    hooks?: (relay: Relay) => MessageHooks,
+    st?: CallState,
+  ) {
+    this.#env = env;
+    this.#down = down;
+    this.#headers = headers;
+    this.#deadline = deadline;
+    this.st = st ?? new CallState(env.ctx, path, headers, operationOf(path));
+    this.#hooks = hooks?.(this);
+    if (this.#hooks) {
+      this.#reqDecoder = new FrameDecoder(env.maxBytes);
+      this.#resDecoder = new FrameDecoder(env.maxBytes);
+    } else {
+      this.#reqTracker = new FrameTracker(env.maxBytes);
+      this.#resTracker = new FrameTracker(env.maxBytes);
+    }
   }
 
-  /** Unary method: ModelInfer is inspected both ways, the others are relayed as bytes. */
-  unary(path: string, inspect: Inspection) {
-    return (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void => {
-      const st = new CallState(this.ctx, path, call.metadata, operationOf(path));
-      const fail = (err: GuardError, rule?: string): void => {
-        const s = guardStatus(err, st.trace, rule);
-        callback(s);
-        st.end(s.code);
-      };
+  start(): void {
+    const down = this.#down;
+    down.on('data', (chunk: Buffer) => this.#onRequestData(chunk));
+    down.on('end', () => this.#onRequestEnd());
+    down.on('close', () => this.#onDownClose());
+    down.on('error', () => {
+      /* the client left; 'close' follows */
+    });
+    down.on('wantTrailers', () => down.sendTrailers(this.#trailers ?? { 'grpc-status': String(OK) }));
+    down.on('drain', () => this.#up?.resume());
+    if (this.#deadline !== undefined) {
+      this.#timer = setTimeout(
+        () => this.fail(new GuardError('upstream_timeout')),
+        Math.max(0, this.#deadline - Date.now()),
+      );
+    }
+    // inspected calls open the upstream stream with the first message that passes the guard, so the
+    // model server never sees a refused call at all
+    if (!this.#hooks) this.#openUpstream();
+  }
 
-      let out = call.request;
-      let systemPrompt: string | undefined;
-      if (inspect === 'infer') {
-        const r = inspectRequest(st, call.request);
-        st.note(r.verdict.decision);
-        if (!r.verdict.ok) return fail(r.verdict.error, r.verdict.rule);
-        out = r.verdict.bytes;
-        systemPrompt = r.systemPrompt;
-      } else if (inspect === 'raw') {
-        const v = inspectRaw(st, call.request, 'input');
-        st.note(v.decision);
-        if (!v.ok) return fail(v.error, v.rule);
+  get ended(): boolean {
+    return this.#done;
+  }
+
+  /** an extra message to the client (inspected calls: e.g. a held-back tail, an error_message response) */
+  write(msg: Buffer): void {
+    const down = this.#down;
+    if (this.#done || down.destroyed || down.closed) return;
+    if (!down.headersSent)
+      down.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    if (!down.write(frame(msg))) this.#up?.pause();
+  }
+
+  /** end the call with one of our errors (SPEC §5 status and trailers); the upstream stream is cancelled */
+  fail(err: GuardError, rule?: string): void {
+    this.#failWith(guardStatus(err, this.st.trace, rule));
+  }
+
+  #failWith(s: Status): void {
+    if (this.#done) return;
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.#cancelUpstream();
+    this.#sendStatus(s);
+    this.st.end(s.code);
+  }
+
+  #sendStatus(s: Status): void {
+    const down = this.#down;
+    if (down.destroyed || down.closed) return;
+    if (!down.headersSent) return respondStatus(down, s);
+    this.#trailers = statusTrailers(s);
+    down.end();
+    down.resume();
+  }
+
+  #cancelUpstream(): void {
+    const up = this.#up;
+    if (up && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+  }
+
+  #openUpstream(): boolean {
+    if (this.#up || this.#done) return !this.#done;
+    const inspected = this.#hooks !== undefined;
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = this.#env.pool
+        .session()
+        .request(
+          upstreamHeaders(this.#headers, this.#env.pool.authority, this.st.trace, this.#deadline, inspected),
+        );
+    } catch (err) {
+      this.fail(new GuardError('upstream_unavailable', { reason: (err as Error).message }));
+      return false;
+    }
+    this.#up = up;
+    this.st.upstreamStarted();
+    up.on('response', (h: Headers, flags: number) => this.#onResponseHeaders(h, flags));
+    up.on('data', (chunk: Buffer) => this.#onResponseData(chunk));
+    up.on('trailers', (h: Headers) => (this.#upTrailers = h));
+    up.on('end', () => this.#onUpstreamEnd());
+    up.on('close', () => this.#onUpstreamClose());
+    up.on('error', (err: Error) => (this.#upError ??= err.message));
+    up.on('drain', () => this.#down.resume());
+    return true;
+  }
+
+  // ---- client → upstream
+
+  #onRequestData(chunk: Buffer): void {
+    if (this.#done) return;
+    if (!this.#hooks) {
+      try {
+        this.#reqTracker!.push(chunk);
+      } catch (err) {
+        return this.#tooLarge(err);
       }
-
-      let response: Buffer | undefined;
-      let gotHeaders = false;
-      st.upstreamStarted();
-      const up = this.client.makeUnaryRequest<Buffer, Buffer>(
-        path,
-        identity,
-        identity,
-        out,
-        upstreamMetadata(call.metadata, st.trace),
-        { parent: call },
-        (_err, value) => {
-          response = value ?? undefined;
-        },
-      );
-      up.on('metadata', (md: Metadata) => {
-        gotHeaders = true;
-        call.sendMetadata(responseHeaders(md));
-      });
-      up.on('status', (status: StatusObject) => {
-        st.upstreamDone();
-        if (call.cancelled || st.ended) return st.end(GrpcStatus.CANCELLED);
-        if (status.code !== GrpcStatus.OK) {
-          if (unreachable(status, gotHeaders))
-            return fail(new GuardError('upstream_unavailable', { reason: status.details }));
-          callback(passStatus(status));
-          return st.end(status.code);
-        }
-        let bytes = response!;
-        if (inspect === 'infer') {
-          const v = inspectResponse(st, bytes, systemPrompt);
-          st.note(v.decision);
-          if (!v.ok) return fail(v.error, v.rule);
-          bytes = v.bytes;
-        } else if (inspect === 'raw') {
-          const v = inspectRaw(st, bytes, 'output');
-          st.note(v.decision);
-          if (!v.ok) return fail(v.error, v.rule);
-        }
-        callback(null, bytes, status.metadata);
-        st.end(GrpcStatus.OK);
-      });
-      call.on('cancelled', () => {
-        // CallOptions.parent already cancels the upstream call; this accounts for it
-        up.cancel();
-        st.end(GrpcStatus.CANCELLED);
-      });
-    };
+      if (!this.#up!.write(chunk)) this.#down.pause();
+      return;
+    }
+    let frames: Frame[];
+    try {
+      frames = this.#reqDecoder!.push(chunk);
+    } catch (err) {
+      return this.#tooLarge(err);
+    }
+    for (const f of frames) {
+      let msg: Buffer;
+      try {
+        msg = messageBytes(f, header(this.#headers['grpc-encoding']), this.#env.maxBytes);
+      } catch (err) {
+        return this.#undecodableRequest(err as Undecodable);
+      }
+      const out = this.#hooks.request(msg);
+      if (out === undefined || this.#done) return;
+      if (!this.#openUpstream()) return;
+      if (!this.#up!.write(out === msg ? f.wire : frame(out))) this.#down.pause();
+    }
   }
 
-  /**
-   * Streaming methods relayed message by message (health Watch, allow-listed unknown methods), with
-   * backpressure both ways. `raw` scans each message's bytes as text.
-   */
-  stream(path: string, inspect: Inspection) {
-    return (call: ServerDuplexStream<Buffer, Buffer>): void => {
-      const st = new CallState(this.ctx, path, call.metadata, operationOf(path));
-      let gotHeaders = false;
-      st.upstreamStarted();
-      const up: ClientDuplexStream<Buffer, Buffer> = this.client.makeBidiStreamRequest<Buffer, Buffer>(
-        path,
-        identity,
-        identity,
-        upstreamMetadata(call.metadata, st.trace),
-        { parent: call },
-      );
-      const fail = (err: GuardError, rule?: string): void => {
-        if (st.ended) return;
-        const s = guardStatus(err, st.trace, rule);
-        up.cancel();
-        call.emit('error', s);
-        st.end(s.code);
-      };
-      pipeWithBackpressure(call, up, (buf) => {
-        if (inspect !== 'raw') return buf;
-        const v = inspectRaw(st, buf, 'input');
-        st.note(v.decision);
-        if (!v.ok) {
-          fail(v.error, v.rule);
-          return undefined;
-        }
-        return buf;
+  #onRequestEnd(): void {
+    if (this.#done) return;
+    if (this.#reqDecoder && this.#reqDecoder.buffered > 0) {
+      return this.#failWith({ code: INTERNAL, details: 'the request ended inside a message' });
+    }
+    if (!this.#openUpstream()) return;
+    this.#up!.end();
+  }
+
+  #onDownClose(): void {
+    clearTimeout(this.#timer);
+    // the client cancelled (RST_STREAM) or left before the call was over: cancel the upstream call
+    this.#cancelUpstream();
+    if (this.#done) return;
+    this.#done = true;
+    this.st.upstreamDone();
+    this.st.end(CANCELLED);
+  }
+
+  #tooLarge(err: unknown): void {
+    if (!(err instanceof FrameTooLarge)) throw err;
+    this.#failWith({
+      code: RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${err.size} vs. ${err.max})`,
+    });
+  }
+
+  #undecodableRequest(err: Undecodable): void {
+    if (!(err instanceof Undecodable)) throw err;
+    const encoding = header(this.#headers['grpc-encoding']);
+    if (err.tooLarge) return this.#failWith({ code: RESOURCE_EXHAUSTED, details: err.message });
+    if (encoding !== undefined && encoding !== 'identity' && !['gzip', 'deflate'].includes(encoding)) {
+      // as grpc-js answers: the encoding is not one we (or grpc) implement
+      return this.#failWith({
+        code: UNIMPLEMENTED,
+        details: `Received message compressed with unsupported encoding "${encoding}"`,
       });
-      call.on('end', () => up.end());
-      up.on('metadata', (md: Metadata) => {
-        gotHeaders = true;
-        call.sendMetadata(responseHeaders(md));
-      });
-      pipeWithBackpressure(up, call, (buf) => {
-        if (inspect !== 'raw' || st.ended) return st.ended ? undefined : buf;
-        const v = inspectRaw(st, buf, 'output');
-        st.note(v.decision);
-        if (!v.ok) {
-          fail(v.error, v.rule);
-          return undefined;
-        }
-        return buf;
-      });
-      onUpstreamFinished(up, (status) => {
-        st.upstreamDone();
-        if (st.ended) return;
-        if (call.cancelled) return st.end(GrpcStatus.CANCELLED);
-        if (status.code === GrpcStatus.OK) {
-          call.end(status.metadata);
-          return st.end(GrpcStatus.OK);
-        }
-        if (unreachable(status, gotHeaders))
-          return fail(new GuardError('upstream_unavailable', { reason: status.details }));
-        call.emit('error', passStatus(status));
-        st.end(status.code);
-      });
-      call.on('cancelled', () => {
-        up.cancel();
-        st.end(GrpcStatus.CANCELLED);
-      });
-      call.on('error', () => {
-        /* the status went out (or the peer left); nothing to add */
-      });
-    };
+    }
+    this.#failWith({ code: INTERNAL, details: err.message });
+  }
+
+  // ---- upstream → client
+
+  #onResponseHeaders(h: Headers, flags: number): void {
+    if (this.#done) return;
+    this.#upHeaders = true;
+    const code = statusOf(h);
+    if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM || code !== undefined) {
+      // Trailers-Only: the whole answer, relayed as is
+      this.#done = true;
+      clearTimeout(this.#timer);
+      this.st.upstreamDone();
+      if (!this.#down.destroyed && !this.#down.closed) {
+        this.#down.respond(relayHeaders(h, false), { endStream: true });
+        this.#down.resume();
+      }
+      this.st.end(code ?? 2);
+      return;
+    }
+    if (this.#hooks && Number(h[':status']) !== 200) {
+      return this.fail(new GuardError('upstream_unavailable', { reason: `HTTP status ${h[':status']}` }));
+    }
+    this.#responseEncoding = header(h['grpc-encoding']);
+    if (this.#down.destroyed || this.#down.closed) return;
+    this.#down.respond(relayHeaders(h, false), { waitForTrailers: true });
+  }
+
+  #onResponseData(chunk: Buffer): void {
+    if (this.#done) return;
+    if (!this.#hooks) {
+      try {
+        this.#resTracker!.push(chunk);
+      } catch (err) {
+        return this.#tooLarge(err);
+      }
+      if (!this.#down.write(chunk)) this.#up!.pause();
+      return;
+    }
+    let frames: Frame[];
+    try {
+      frames = this.#resDecoder!.push(chunk);
+    } catch (err) {
+      return this.#tooLarge(err);
+    }
+    for (const f of frames) {
+      let msg: Buffer;
+      try {
+        msg = messageBytes(f, this.#responseEncoding, this.#env.maxBytes);
+      } catch (err) {
+        if (!(err instanceof Undecodable)) throw err;
+        return this.fail(
+          new GuardError('upstream_unavailable', { reason: `undecodable response (${err.message})` }),
+        );
+      }
+      const out = this.#hooks.response(msg);
+      if (out === undefined || this.#done) return;
+      if (!this.#down.write(out === msg ? f.wire : frame(out))) this.#up!.pause();
+    }
+  }
+
+  #onUpstreamEnd(): void {
+    if (this.#done) return;
+    const trailers = this.#upTrailers;
+    if (!trailers) return; // ended without a status: reported on close
+    const code = statusOf(trailers) ?? 2;
+    this.st.upstreamDone();
+    if (code === OK && this.#hooks) {
+      if (this.#resDecoder!.buffered > 0)
+        return this.fail(
+          new GuardError('upstream_unavailable', { reason: 'the response ended inside a message' }),
+        );
+      this.#hooks.beforeOk?.();
+      if (this.#done) return;
+    }
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.#trailers = relayHeaders(trailers, true);
+    if (!this.#down.destroyed && !this.#down.closed) this.#down.end();
+    this.st.end(code);
+  }
+
+  #onUpstreamClose(): void {
+    if (this.#done) return;
+    this.st.upstreamDone();
+    const up = this.#up!;
+    const reason =
+      this.#upError ??
+      (up.rstCode && up.rstCode !== 0
+        ? `the model server reset the stream (HTTP/2 error ${up.rstCode})`
+        : this.#upHeaders
+          ? 'the model server ended the call without a status'
+          : (this.#env.pool.lastError ?? 'connection closed'));
+    this.fail(new GuardError('upstream_unavailable', { reason }));
   }
 }
 
-/**
- * Relay messages from `from` to `to`, pausing `from` while `to` is over its high-water mark. `map`
- * may swallow a message (returns undefined) after failing the call.
- * Note: grpc-js completes a write once Node's HTTP/2 layer has queued it, regardless of the peer's
- * flow-control window, so `to` only backs up when grpc-js itself is behind (see docs/grpc.md).
- */
-export function pipeWithBackpressure(
-  from: Readable,
-  to: Writable,
-  map: (buf: Buffer) => Buffer | undefined,
-): void {
-  from.on('data', (buf: Buffer) => {
-    const out = map(buf);
-    if (out === undefined) return;
-    if (!to.write(out)) from.pause();
-  });
-  to.on('drain', () => from.resume());
-}
-
-/**
- * The upstream call is over when grpc-js has delivered its status AND every message before it has
- * been read (a paused stream may still hold messages when the status arrives).
- */
-export function onUpstreamFinished(
-  up: ClientDuplexStream<Buffer, Buffer>,
-  fn: (status: StatusObject) => void,
-): void {
-  let status: StatusObject | undefined;
-  let ended = false;
-  let done = false;
-  const maybe = (): void => {
-    if (!status || !ended || done) return;
-    done = true;
-    fn(status);
-  };
-  up.on('status', (s: StatusObject) => {
-    status = s;
-    // a failed call may be left with unread messages: the error outranks them
-    if (s.code !== GrpcStatus.OK) ended = true;
-    maybe();
-  });
-  up.on('end', () => {
-    ended = true;
-    maybe();
-  });
-  up.on('error', () => {
-    /* reported through 'status' */
-  });
+function header(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }

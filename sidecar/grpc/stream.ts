@@ -12,15 +12,8 @@
 // trailers. Closing the stream rather than only that request is deliberate: a client that multiplexes
 // requests must not miss a policy violation in an error_message it may not inspect, and the stream's
 // status is the one signal every gRPC client surfaces.
-import {
-  status as GrpcStatus,
-  type ClientDuplexStream,
-  type Metadata,
-  type ServerDuplexStream,
-} from '@grpc/grpc-js';
 import type { Decision, Finding, StreamScanner, StreamStep } from '../../policy/index.js';
 import { GuardError } from '../errors.js';
-import { CallState } from './call.js';
 import {
   appendOutputText,
   decodeStreamResponse,
@@ -34,8 +27,9 @@ import {
   type TextElement,
 } from './codec.js';
 import { blockError, inspectRequest, newStreamScanner } from './guard.js';
-import { identity, onUpstreamFinished, pipeWithBackpressure, type Forwarder } from './proxy.js';
-import { guardStatus, passStatus, responseHeaders, upstreamMetadata } from './wire.js';
+import type { MessageHooks, Relay } from './proxy.js';
+
+const PERMISSION_DENIED = 7;
 
 interface OutputScan {
   name: string;
@@ -66,198 +60,159 @@ function stepDecision(findings: Finding[]): Decision {
   return 'monitor';
 }
 
-export function streamInfer(fwd: Forwarder, path: string) {
-  return (call: ServerDuplexStream<Buffer, Buffer>): void => {
-    const st = new CallState(fwd.ctx, path, call.metadata, 'infer');
-    const requests = new Map<string, RequestState>();
-    let gotHeaders = false;
+/** The message hooks of one ModelStreamInfer call. */
+export function streamInfer(relay: Relay): MessageHooks {
+  const st = relay.st;
+  const requests = new Map<string, RequestState>();
 
-    st.upstreamStarted();
-    const up: ClientDuplexStream<Buffer, Buffer> = fwd.client.makeBidiStreamRequest<Buffer, Buffer>(
-      path,
-      identity,
-      identity,
-      upstreamMetadata(call.metadata, st.trace),
-      { parent: call },
-    );
+  /** end the stream with our error; `id` given: first tell that request why its output stops */
+  const fail = (err: GuardError, rule?: string, id?: string, model?: string): void => {
+    if (relay.ended) return;
+    if (id !== undefined && err.grpc === PERMISSION_DENIED) {
+      const msg: StreamResponse = {
+        error_message: err.message,
+        infer_response: blankResponse(id, model ?? ''),
+      };
+      relay.write(encodeStreamResponse(msg));
+    }
+    relay.fail(err, rule);
+  };
 
-    /** end the stream with our error; `id` given: first tell that request why its output stops */
-    const fail = (err: GuardError, rule?: string, id?: string, model?: string): void => {
-      if (st.ended) return;
-      if (id !== undefined && err.grpc === GrpcStatus.PERMISSION_DENIED) {
-        const msg: StreamResponse = {
-          error_message: err.message,
-          infer_response: blankResponse(id, model ?? ''),
-        };
-        call.write(encodeStreamResponse(msg));
-      }
-      const s = guardStatus(err, st.trace, rule);
-      up.cancel();
-      call.emit('error', s);
-      st.end(s.code);
-    };
-
-    /** feed a scanner, turning engine faults into fail-closed/open and findings into decisions */
-    const step = (out: OutputScan, fn: (s: StreamScanner) => StreamStep): string | undefined => {
-      if (!out.scanner) return undefined;
-      let result: StreamStep;
-      try {
-        result = fn(out.scanner);
-      } catch {
-        if (st.fail === 'open') {
-          st.trace.decision({ direction: 'output', decision: 'allow', findings: [], failOpen: true });
-          out.scanner = undefined;
-          return undefined;
-        }
-        throw new Blocked(new GuardError('engine_fault'), undefined);
-      }
-      const findings = result.findings.filter((f) => f.action !== 'allow');
-      if (findings.length > 0) {
-        const decision = result.blocked ? 'block' : stepDecision(findings);
-        st.note(decision);
-        st.trace.decision({ direction: 'output', decision, findings });
-      }
-      if (result.blocked) {
-        const { error, rule } = blockError(findings.length > 0 ? findings : result.findings, 'output');
-        throw new Blocked(error, rule);
-      }
-      return result.release;
-    };
-
-    const scanFor = (state: RequestState, id: string, e: { name: string; index: number }): OutputScan => {
-      const key = `${e.name}[${e.index}]`;
-      let out = state.outputs.get(key);
-      if (!out) {
-        const { scanner, fault } = newStreamScanner(st, {
-          path: `${id}/${key}`,
-          systemPrompt: state.systemPrompt,
-        });
-        if (fault) throw new Blocked(fault, undefined);
-        out = { name: e.name, index: e.index, scanner };
-        state.outputs.set(key, out);
-      }
-      return out;
-    };
-
-    /** rewrite one response so it carries only released text (plus the flushed tail when final) */
-    const onResponse = (buf: Buffer): Buffer | undefined => {
-      if (st.ended) return undefined;
-      let msg: StreamResponse;
-      let elements: TextElement[];
-      try {
-        msg = decodeStreamResponse(buf);
-        elements = msg.infer_response ? responseText(msg.infer_response) : [];
-      } catch (err) {
-        if (!(err instanceof MalformedMessage)) throw err;
-        fail(new GuardError('upstream_unavailable', { reason: `undecodable response (${err.message})` }));
+  /** feed a scanner, turning engine faults into fail-closed/open and findings into decisions */
+  const step = (out: OutputScan, fn: (s: StreamScanner) => StreamStep): string | undefined => {
+    if (!out.scanner) return undefined;
+    let result: StreamStep;
+    try {
+      result = fn(out.scanner);
+    } catch {
+      if (st.fail === 'open') {
+        st.trace.decision({ direction: 'output', decision: 'allow', findings: [], failOpen: true });
+        out.scanner = undefined;
         return undefined;
       }
-      const res = msg.infer_response;
-      if (!res) return buf; // an error-only response: nothing to scan
-      const id = res.id;
-      const final = finalFlag(res) ?? true; // no flag: a one-response (non-decoupled) server
-      const state = requests.get(id) ?? { model: res.model_name, outputs: new Map() };
-      if (elements.length === 0 && (!final || state.outputs.size === 0)) {
-        if (final) requests.delete(id);
-        return buf;
+      throw new Blocked(new GuardError('engine_fault'), undefined);
+    }
+    const findings = result.findings.filter((f) => f.action !== 'allow');
+    if (findings.length > 0) {
+      const decision = result.blocked ? 'block' : stepDecision(findings);
+      st.note(decision);
+      st.trace.decision({ direction: 'output', decision, findings });
+    }
+    if (result.blocked) {
+      const { error, rule } = blockError(findings.length > 0 ? findings : result.findings, 'output');
+      throw new Blocked(error, rule);
+    }
+    return result.release;
+  };
+
+  const scanFor = (state: RequestState, id: string, e: { name: string; index: number }): OutputScan => {
+    const key = `${e.name}[${e.index}]`;
+    let out = state.outputs.get(key);
+    if (!out) {
+      const { scanner, fault } = newStreamScanner(st, {
+        path: `${id}/${key}`,
+        systemPrompt: state.systemPrompt,
+      });
+      if (fault) throw new Blocked(fault, undefined);
+      out = { name: e.name, index: e.index, scanner };
+      state.outputs.set(key, out);
+    }
+    return out;
+  };
+
+  /** rewrite one response so it carries only released text (plus the flushed tail when final) */
+  const onResponse = (buf: Buffer): Buffer | undefined => {
+    if (relay.ended) return undefined;
+    let msg: StreamResponse;
+    let elements: TextElement[];
+    try {
+      msg = decodeStreamResponse(buf);
+      elements = msg.infer_response ? responseText(msg.infer_response) : [];
+    } catch (err) {
+      if (!(err instanceof MalformedMessage)) throw err;
+      fail(new GuardError('upstream_unavailable', { reason: `undecodable response (${err.message})` }));
+      return undefined;
+    }
+    const res = msg.infer_response;
+    if (!res) return buf; // an error-only response: nothing to scan
+    const id = res.id;
+    const final = finalFlag(res) ?? true; // no flag: a one-response (non-decoupled) server
+    const state = requests.get(id) ?? { model: res.model_name, outputs: new Map() };
+    if (elements.length === 0 && (!final || state.outputs.size === 0)) {
+      if (final) requests.delete(id);
+      return buf;
+    }
+    try {
+      const replacements = new Map<string, string>();
+      for (const e of elements) {
+        const release = step(scanFor(state, id, e), (s) => s.write(e.text));
+        if (release !== undefined && release !== e.text) replacements.set(e.path, release);
       }
+      const tails: { name: string; index: number; text: string }[] = [];
+      if (final) {
+        for (const out of state.outputs.values()) {
+          const tail = step(out, (s) => s.end());
+          if (!tail) continue;
+          const el = elements.find((e) => e.name === out.name && e.index === out.index);
+          if (el) replacements.set(el.path, (replacements.get(el.path) ?? el.text) + tail);
+          else tails.push({ name: out.name, index: out.index, text: tail });
+        }
+        requests.delete(id);
+      } else {
+        requests.set(id, state);
+      }
+      if (replacements.size === 0 && tails.length === 0) return buf;
+      rewriteResponse(res, elements, replacements);
+      for (const t of tails) appendOutputText(res, t.name, t.index, t.text);
+      return encodeStreamResponse(msg);
+    } catch (err) {
+      if (!(err instanceof Blocked)) throw err;
+      requests.delete(id);
+      fail(err.guard, err.rule, id, state.model);
+      return undefined;
+    }
+  };
+
+  // client → upstream: each request scanned on its own
+  const onRequest = (buf: Buffer): Buffer | undefined => {
+    if (relay.ended) return undefined;
+    const r = inspectRequest(st, buf);
+    st.note(r.verdict.decision);
+    if (!r.verdict.ok) {
+      fail(r.verdict.error, r.verdict.rule, r.request?.id, r.request?.model_name);
+      return undefined;
+    }
+    const id = r.request!.id;
+    const prev = requests.get(id);
+    requests.set(id, {
+      model: r.request!.model_name,
+      systemPrompt: r.systemPrompt ?? prev?.systemPrompt,
+      outputs: prev?.outputs ?? new Map(),
+    });
+    return r.verdict.bytes;
+  };
+
+  // the upstream ended OK: flush what the matchers still hold for requests that got no final flag
+  const beforeOk = (): void => {
+    for (const [id, state] of requests) {
       try {
-        const replacements = new Map<string, string>();
-        for (const e of elements) {
-          const release = step(scanFor(state, id, e), (s) => s.write(e.text));
-          if (release !== undefined && release !== e.text) replacements.set(e.path, release);
+        const res = blankResponse(id, state.model);
+        for (const out of state.outputs.values()) {
+          const tail = step(out, (s) => s.end());
+          if (tail) appendOutputText(res, out.name, out.index, tail);
         }
-        const tails: { name: string; index: number; text: string }[] = [];
-        if (final) {
-          for (const out of state.outputs.values()) {
-            const tail = step(out, (s) => s.end());
-            if (!tail) continue;
-            const el = elements.find((e) => e.name === out.name && e.index === out.index);
-            if (el) replacements.set(el.path, (replacements.get(el.path) ?? el.text) + tail);
-            else tails.push({ name: out.name, index: out.index, text: tail });
-          }
-          requests.delete(id);
-        } else {
-          requests.set(id, state);
-        }
-        if (replacements.size === 0 && tails.length === 0) return buf;
-        rewriteResponse(res, elements, replacements);
-        for (const t of tails) appendOutputText(res, t.name, t.index, t.text);
-        return encodeStreamResponse(msg);
+        if (res.outputs.length > 0)
+          relay.write(encodeStreamResponse({ error_message: '', infer_response: res }));
       } catch (err) {
         if (!(err instanceof Blocked)) throw err;
-        requests.delete(id);
-        fail(err.guard, err.rule, id, state.model);
-        return undefined;
+        return fail(err.guard, err.rule, id, state.model);
       }
-    };
-
-    // client → upstream: each request scanned on its own
-    pipeWithBackpressure(call, up, (buf) => {
-      if (st.ended) return undefined;
-      const r = inspectRequest(st, buf);
-      st.note(r.verdict.decision);
-      if (!r.verdict.ok) {
-        fail(r.verdict.error, r.verdict.rule, r.request?.id, r.request?.model_name);
-        return undefined;
-      }
-      const id = r.request!.id;
-      const prev = requests.get(id);
-      requests.set(id, {
-        model: r.request!.model_name,
-        systemPrompt: r.systemPrompt ?? prev?.systemPrompt,
-        outputs: prev?.outputs ?? new Map(),
-      });
-      return r.verdict.bytes;
-    });
-    call.on('end', () => up.end());
-
-    up.on('metadata', (md: Metadata) => {
-      gotHeaders = true;
-      call.sendMetadata(responseHeaders(md));
-    });
-    pipeWithBackpressure(up, call, onResponse);
-
-    onUpstreamFinished(up, (status) => {
-      st.upstreamDone();
-      if (st.ended) return;
-      if (call.cancelled) return st.end(GrpcStatus.CANCELLED);
-      if (status.code !== GrpcStatus.OK) {
-        // held-back text of unfinished requests is dropped: it was never released, and the error says why
-        if (status.code === GrpcStatus.UNAVAILABLE && !gotHeaders) {
-          return fail(new GuardError('upstream_unavailable', { reason: status.details }));
-        }
-        call.emit('error', passStatus(status));
-        return st.end(status.code);
-      }
-      // the upstream ended without final flags for some requests: flush what their matchers still hold
-      for (const [id, state] of requests) {
-        try {
-          const res = blankResponse(id, state.model);
-          for (const out of state.outputs.values()) {
-            const tail = step(out, (s) => s.end());
-            if (tail) appendOutputText(res, out.name, out.index, tail);
-          }
-          if (res.outputs.length > 0)
-            call.write(encodeStreamResponse({ error_message: '', infer_response: res }));
-        } catch (err) {
-          if (!(err instanceof Blocked)) throw err;
-          return fail(err.guard, err.rule, id, state.model);
-        }
-      }
-      requests.clear();
-      call.end(status.metadata);
-      st.end(GrpcStatus.OK);
-    });
-
-    call.on('cancelled', () => {
-      up.cancel();
-      st.end(GrpcStatus.CANCELLED);
-    });
-    call.on('error', () => {
-      /* the status went out (or the peer left) */
-    });
+    }
+    requests.clear();
   };
+
+  // held-back text of unfinished requests is dropped when the upstream fails: it was never released
+  return { request: onRequest, response: onResponse, beforeOk };
 }
 
 function blankResponse(id: string, model: string): InferResponse {
