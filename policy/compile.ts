@@ -4,7 +4,9 @@
 //   1. rules     one RE2 per rule (global, for offsets) + its longest possible match (hold-back)
 //   2. sets      per direction, every rule's prefilter (scanners/prefilter.ts: a cut of the pattern that
 //                any match contains) in one RE2.Set: a scan runs the set once over the text (cost grows
-//                with input length, not rule count), then execs only the rules that hit
+//                with input length, not rule count), then execs only the rules that hit. A rule's entries
+//                form clauses (one per weak top-level branch, else one): it runs when every entry of
+//                one of its clauses hit
 //   3. tools     allow/deny lookup tables, argument constraints compiled to RE2
 //   4. output    URL allow-list (exact hosts and `*.` suffixes), system-prompt leak length
 //   5. hash      the loader's hash, or the same canonical sha256 when compiling a hand-built policy
@@ -26,7 +28,7 @@ import type {
 } from './types.js';
 import { VALIDATORS, type Validator } from './scanners/validators.js';
 import { maxMatchLength } from './scanners/holdback.js';
-import { prefilterParts, withoutCaptures } from './scanners/prefilter.js';
+import { prefilterClauses, withoutCaptures } from './scanners/prefilter.js';
 
 export interface CompiledPolicy {
   readonly name: string;
@@ -60,13 +62,22 @@ export interface CompiledRule {
 
 export interface RuleGroup {
   readonly rules: readonly CompiledRule[];
-  /** sets of prefilters (scanners/prefilter.ts) and, for each, the rule index of each of its patterns */
-  readonly sets: readonly { readonly set: InstanceType<typeof RE2.Set>; readonly ruleIndex: Int32Array }[];
+  /**
+   * sets of prefilters (scanners/prefilter.ts) and, for each of its patterns, the rule index and the
+   * clause index (negative for the encoding markers, MARK_*)
+   */
+  readonly sets: readonly {
+    readonly set: InstanceType<typeof RE2.Set>;
+    readonly ruleIndex: Int32Array;
+    readonly clauseIndex: Int32Array;
+  }[];
   /** rules without a useful prefilter: run on every scan */
   readonly always: Int32Array;
-  /** per rule: how many of its set entries must hit before it runs (all of them) */
+  /** per clause: its rule (clauses of one rule are consecutive, in rule order) */
+  readonly clauseRule: Int32Array;
+  /** per clause: how many of its set entries must hit before its rule runs (all of them) */
   readonly required: Int32Array;
-  /** per rule hit counter, zero between scans (scans are synchronous, so one per group suffices) */
+  /** per clause hit counter, zero between scans (scans are synchronous, so one per group suffices) */
   readonly counts: Int32Array;
   /** streaming hold-back in normalized characters: longest rule match, capped at limits.maxHoldback */
   readonly holdback: number;
@@ -147,22 +158,26 @@ function compileRule(r: ResolvedPolicy['rules'][number]): CompiledRule {
 }
 
 /**
- * Sets over `entries` ([rule index, set pattern]); a part RE2 refuses is split in halves. A single
- * prefilter RE2 refuses (a cut the syntax walk got wrong) goes to `refused`: its rule then runs on every
- * scan, which is slower but never misses.
+ * Sets over `entries` ([rule index, clause index, set pattern]); a part RE2 refuses is split in halves. A
+ * single prefilter RE2 refuses (a cut the syntax walk got wrong) goes to `refused`: its rule then runs on
+ * every scan, which is slower but never misses.
  */
-function buildSets(entries: readonly [number, string][], refused: number[]): RuleGroup['sets'] {
-  const out: { set: InstanceType<typeof RE2.Set>; ruleIndex: Int32Array }[] = [];
+function buildSets(entries: readonly [number, number, string][], refused: number[]): RuleGroup['sets'] {
+  const out: { set: InstanceType<typeof RE2.Set>; ruleIndex: Int32Array; clauseIndex: Int32Array }[] = [];
   const build = (from: number, to: number) => {
     if (to <= from) return;
     const part = entries.slice(from, to);
     try {
       const set = new RE2.Set(
-        part.map(([, p]) => p),
+        part.map(([, , p]) => p),
         'u',
         { maxMem: SET_MAX_MEM },
       );
-      out.push({ set, ruleIndex: Int32Array.from(part.map(([i]) => i)) });
+      out.push({
+        set,
+        ruleIndex: Int32Array.from(part.map(([i]) => i)),
+        clauseIndex: Int32Array.from(part.map(([, c]) => c)),
+      });
     } catch {
       if (to - from === 1) {
         refused.push(part[0][0]);
@@ -180,20 +195,29 @@ function buildSets(entries: readonly [number, string][], refused: number[]): Rul
 function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldback: number): RuleGroup {
   const picked = resolved.rules.filter((r) => r.directions.includes(direction));
   const rules = picked.map(compileRule);
-  const entries: [number, string][] = [];
+  const entries: [number, number, string][] = [];
   const always: number[] = [];
-  const required = new Int32Array(picked.length);
+  const clauseRule: number[] = [];
+  const requiredList: number[] = [];
   picked.forEach((r, i) => {
-    const parts = prefilterParts(r.pattern);
-    if (parts === null) always.push(i);
+    const clauses = prefilterClauses(r.pattern);
+    if (clauses === null) always.push(i);
     else {
-      for (const f of parts) entries.push([i, f]);
-      required[i] = parts.length;
+      for (const parts of clauses) {
+        const c = clauseRule.length;
+        clauseRule.push(i);
+        requiredList.push(parts.length);
+        for (const f of parts) entries.push([i, c, f]);
+      }
     }
   });
+  const required = Int32Array.from(requiredList);
   // two markers ride along in the set so a scan learns for free whether any text could be encoded
   if (entries.length > 0 || always.length > 0) {
-    entries.push([MARK_BASE64, ENCODED_BASE64_HINT], [MARK_PERCENT, ENCODED_PERCENT_HINT]);
+    entries.push(
+      [MARK_BASE64, MARK_BASE64, ENCODED_BASE64_HINT],
+      [MARK_PERCENT, MARK_PERCENT, ENCODED_PERCENT_HINT],
+    );
   }
   const refused: number[] = [];
   let sets = buildSets(entries, refused);
@@ -201,10 +225,8 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
     // run those rules always, and rebuild without any of their entries (an AND with a missing part
     // would never be satisfied)
     const bad = new Set(refused.filter((i) => i >= 0));
-    for (const i of bad) {
-      always.push(i);
-      required[i] = 0;
-    }
+    for (const i of bad) always.push(i);
+    // (their clauses stay, never satisfied: no entry of theirs is left in the sets)
     sets = buildSets(
       entries.filter(([i]) => !bad.has(i)),
       [],
@@ -217,8 +239,9 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
     rules,
     sets,
     always: Int32Array.from(always),
+    clauseRule: Int32Array.from(clauseRule),
     required,
-    counts: new Int32Array(picked.length),
+    counts: new Int32Array(clauseRule.length),
     holdback: Math.min(longest, cap),
   };
 }

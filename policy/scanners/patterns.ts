@@ -37,20 +37,25 @@ export function matchRules(
   // every rule that runs would each convert it again, ~0.7 ms per 256 KiB); short texts stay strings
   const subject: string | Buffer = text.length >= BUFFER_MIN ? Buffer.from(text, 'utf8') : text;
   const ascii = typeof subject === 'string' || subject.length === text.length;
-  // a rule runs when every one of its set entries hit (they all occur in any of its matches)
+  // a rule runs when every set entry of one of its clauses hit (they all occur in any match of that
+  // clause's branch). The set reports entries in ascending order, so clauses, and rules, come in order.
   const counts = group.counts;
   const touched: number[] = [];
   try {
-    for (const { set, ruleIndex } of group.sets) {
+    for (const { set, clauseIndex } of group.sets) {
       const hits = set.match(subject);
       for (let h = 0; h < hits.length; h++) {
-        const idx = ruleIndex[hits[h]];
-        if (idx < 0) may |= idx === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
-        else if (counts[idx]++ === 0) touched.push(idx);
+        const cl = clauseIndex[hits[h]];
+        if (cl < 0) may |= cl === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
+        else if (counts[cl]++ === 0) touched.push(cl);
       }
     }
-    for (const idx of touched) {
-      if (counts[idx] !== group.required[idx]) continue;
+    let last = -1;
+    for (const cl of touched) {
+      if (counts[cl] !== group.required[cl]) continue;
+      const idx = group.clauseRule[cl];
+      if (idx === last) continue; // another clause of a rule that runs already
+      last = idx;
       const rule = group.rules[idx];
       if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
       collect(rule, subject, ascii, out);

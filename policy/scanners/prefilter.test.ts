@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import RE2 from 're2';
 import { parse } from 'yaml';
-import { prefilter, prefilterParts, withoutCaptures } from './prefilter.js';
+import { prefilter, prefilterClauses, prefilterParts, withoutCaptures } from './prefilter.js';
 import { normalize } from '../normalize.js';
 
 const PACKS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'packs');
@@ -90,6 +90,57 @@ describe('prefilter', () => {
     expect(prefilterParts('x*')).toBeNull();
   });
 
+  it('never misses with clauses: a text the pattern matches satisfies every part of some clause', () => {
+    const atom = fc.constantFrom(
+      'ab',
+      'with',
+      'no',
+      'X',
+      String.raw`\s+`,
+      '.{0,12}',
+      '[a-z]{9,12}',
+      '(?i)',
+      '(?-i)',
+      String.raw`\b`,
+      'y*',
+      '(?:x|yz)',
+      '(?:ab){2,9}',
+      '[^ ]{0,20}',
+      '(?i:q)',
+    );
+    const seq = fc.array(atom, { minLength: 1, maxLength: 7 }).map((a) => a.join(''));
+    const pattern = fc.array(seq, { minLength: 1, maxLength: 4 }).map((b) => b.join('|'));
+    const text = fc.string({
+      unit: fc.constantFrom('a', 'b', 'x', 'y', 'q', 'X', 'Q', 'A', 'B', 'with', 'no', 'WITH', ' ', '.'),
+      maxLength: 40,
+    });
+    fc.assert(
+      fc.property(pattern, fc.array(text, { minLength: 1, maxLength: 5 }), (p, texts) => {
+        const full = new RE2(p, 'u');
+        const clauses = prefilterClauses(p, 100); // every weak branch gets its parts: the widest test
+        if (clauses === null) return;
+        const compiled = clauses.map((c) => c.map((f) => new RE2(f, 'u')));
+        for (const t of texts) {
+          if (!full.test(t)) continue;
+          const ok = compiled.some((c) => c.every((re) => re.test(t)));
+          expect(ok, `${p} → ${JSON.stringify(clauses)} on ${JSON.stringify(t)}`).toBe(true);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('gives each weak branch of a top-level alternation its own clause of parts', () => {
+    const p = String.raw`(?i)\bunfiltered\s+(?:\S+\s+){0,3}ai\b|with\s+no\s+(?:\S+\s+){0,2}rules`;
+    expect(prefilterClauses(p)).toEqual([
+      [String.raw`(?i)\bunfiltered\s+`],
+      [String.raw`(?i)with\s+no\s+`, '(?i)rules'],
+    ]);
+    // a plain sequence keeps its one clause of parts; no prefilter → null
+    expect(prefilterClauses('abc.{0,40}defgh')).toEqual([prefilterParts('abc.{0,40}defgh')]);
+    expect(prefilterClauses('x*|abc')).toBeNull();
+  });
+
   it('falls back to the full pattern when it cannot parse it', () => {
     expect(prefilter(String.raw`\Qa+b\E{20}`).pattern).toBe(String.raw`\Qa+b\E{20}`);
   });
@@ -106,11 +157,17 @@ describe('prefilter', () => {
       for (const r of pack.rules) {
         const full = new RE2(r.pattern, 'u');
         const pres = (prefilterParts(r.pattern) ?? []).map((f) => new RE2(f, 'u'));
+        const clauses = (prefilterClauses(r.pattern) ?? []).map((c) => c.map((f) => new RE2(f, 'u')));
         for (const t of texts) {
           const n = normalize(t).text;
           if (!full.test(n)) continue;
           checked++;
           for (const pre of pres) expect(pre.test(n), `${r.id} on a pack test`).toBe(true);
+          if (clauses.length > 0)
+            expect(
+              clauses.some((c) => c.every((pre) => pre.test(n))),
+              `${r.id}'s clauses on a pack test`,
+            ).toBe(true);
         }
       }
     }

@@ -348,6 +348,12 @@ function altConsumes(branches: Item[][]): boolean {
   );
 }
 
+/**
+ * a branch whose best segment has this many literal characters is selective enough alone; weaker ones
+ * (two common words) get their other segments as further parts
+ */
+const STRONG_ENOUGH = 10;
+
 /** most set entries one rule gets: all must match before the rule runs */
 const MAX_PARTS = 3;
 
@@ -368,14 +374,56 @@ export function prefilterParts(pattern: string): string[] | null {
   } catch {
     return [single];
   }
-  const parts = segmentsOf(alt[0], '')
+  const parts = strongParts(alt[0], '');
+  if (!parts.includes(single)) parts.unshift(single);
+  return [...new Set(parts)].slice(0, MAX_PARTS);
+}
+
+/** the strongest segments of one sequence (at least one literal character each, all consuming), best first */
+function strongParts(items: Item[], inherited: string): string[] {
+  return segmentsOf(items, inherited)
     .segments.filter((sg) => sg.strength > 0)
     .sort((a, b) => b.strength - a.strength)
     .slice(0, MAX_PARTS)
     .map((sg) => sg.text)
     .filter((t) => consumes(t) === true);
-  if (!parts.includes(single)) parts.unshift(single);
-  return [...new Set(parts)].slice(0, MAX_PARTS);
+}
+
+/**
+ * Set entries for a rule as clauses: the rule runs when EVERY part of SOME clause hit. Any match of the
+ * rule matches one of its top-level branches, and every part of that branch's clause occurs inside it, so
+ * nothing is missed. A plain sequence has one clause (prefilterParts); a top-level alternation gets one
+ * clause per branch, each with that branch's strongest segments (a branch's best segment alone is often a
+ * pair of common words, "with no", while the branch needs all its words). Falls back to one clause of
+ * prefilterParts when a branch yields no part. null = run the rule on every scan.
+ */
+export function prefilterClauses(pattern: string, strongEnough = STRONG_ENOUGH): string[][] | null {
+  const parts = prefilterParts(pattern);
+  if (parts === null) return null;
+  let alt: Item[][];
+  try {
+    const p = new Parser(pattern);
+    alt = p.alternation();
+    if (p.i !== pattern.length || alt.length === 1) return [parts];
+  } catch {
+    return [parts];
+  }
+  const clauses: string[][] = [];
+  let flags = '';
+  for (const b of alt) {
+    const { segments, flags: after } = segmentsOf(b, flags);
+    let best: Segment | null = null;
+    for (const sg of segments) if (best === null || sg.strength > best.strength) best = sg;
+    if (best === null || consumes(best.text) !== true) return [parts];
+    if (best.strength >= strongEnough) clauses.push([best.text]);
+    else {
+      const strong = strongParts(b, flags);
+      if (!strong.includes(best.text)) strong.unshift(best.text);
+      clauses.push([...new Set(strong)].slice(0, MAX_PARTS));
+    }
+    flags = after;
+  }
+  return clauses;
 }
 
 /**
