@@ -1,7 +1,7 @@
 // Process plumbing shared by the data-plane benchmarks (bench/grpc.ts, bench/http.ts): child roles
 // over IPC, free ports, percentiles, and nginx as the reference proxy.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +9,11 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
+
+export interface SpawnRoleOptions {
+  /** sampling interval of the CPU profile (µs; Node's default is 1000, too coarse for a short run) */
+  cpuProfIntervalUs?: number;
+}
 
 /**
  * Runs `script` again as a child in the role named by args[0]; the child reports `{port}` or `{error}`
@@ -18,8 +23,16 @@ export function spawnRole(
   script: string,
   args: string[],
   profileDir?: string,
+  opts: SpawnRoleOptions = {},
 ): Promise<{ proc: ChildProcess; port?: number; error?: string }> {
-  const prof = profileDir && args[1] === 'sidecar' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const prof =
+    profileDir && args[1] === 'sidecar'
+      ? [
+          '--cpu-prof',
+          `--cpu-prof-dir=${profileDir}`,
+          ...(opts.cpuProfIntervalUs ? [`--cpu-prof-interval=${opts.cpuProfIntervalUs}`] : []),
+        ]
+      : [];
   const proc = spawn(process.execPath, [...prof, '--import', TSX, script, ...args], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -43,6 +56,31 @@ export function freePort(): Promise<number> {
 export function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** the median of an array (any order); NaN when empty */
+export function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** smallest and largest finite value, for "median (min–max)" columns */
+export function spread(xs: number[]): { min: number; max: number } {
+  const s = xs.filter((x) => Number.isFinite(x));
+  return s.length ? { min: Math.min(...s), max: Math.max(...s) } : { min: NaN, max: NaN };
+}
+
+/** CPU time (user + system, µs) a process has used so far, from /proc; undefined where unreadable */
+export function procCpuMicros(pid: number): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime and stime are fields 14 and 15 (1-based, in clock ticks of 10 ms); f starts at field 3
+    return ((Number(f[11]) + Number(f[12])) / 100) * 1e6;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface Nginx {

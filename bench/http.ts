@@ -2,25 +2,49 @@
 // server (testing/fake-vllm.ts), through nginx `proxy_pass` (the reference floor: a plain HTTP/1.1
 // proxy that inspects nothing), and through the sidecar's HTTP listener with an empty policy and with
 // the built-in default policy. Non-streamed chat (4 KiB prompt) and streamed chat (SSE, 64 chunks),
-// 1 and 64 requests in flight, one run.
+// 1 and 64 requests in flight.
 //
 //   npx tsx bench/http.ts            (or `npm run bench -- http`)
 //
-// The upstream and each sidecar run in their own child process (this process only drives load), so
-// the numbers compare proxies, not event-loop sharing. Prints p50/p99 latency, requests/s, streaming
-// time to first byte and to the end of the stream, and ratios against direct.
+// How it stays trustworthy on a shared 2-core machine:
+//   - the upstream, nginx and each sidecar run in their own process; this process is the only client,
+//     the same undici Pool for every contender, and does nothing else while it measures;
+//   - every contender is warmed up first (JIT), and every cell gets a short settle period (new
+//     connections) before recording starts;
+//   - the whole grid is measured in ROUNDS rounds, the contenders of a cell back to back in a rotating
+//     order, so a burst of load from elsewhere hits one round, not one contender. Ratios (vs direct,
+//     default vs empty policy) are taken within a round and the median of rounds is printed with its
+//     min–max spread;
+//   - each process's own CPU time per request (from /proc, over the recording window only) is printed
+//     beside the wall-clock numbers: it is what stays meaningful when other work shares the cores.
+//
+// Knobs (environment): BENCH_HTTP_ROUNDS (5), BENCH_HTTP_MS (recording per cell and round, 800),
+// BENCH_HTTP_CELLS (e.g. `chat:64,stream:1`), BENCH_HTTP_TARGETS (any of direct,nginx,empty,default),
+// BENCH_HTTP_PROFILE=DIR (CPU profile of each sidecar child, sampled every 100 µs).
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { pct, spawnRole, startNginx as startNginxWith, type Nginx } from './harness.js';
 import { Pool } from 'undici';
+import {
+  median,
+  pct,
+  procCpuMicros,
+  spawnRole,
+  spread,
+  startNginx as startNginxWith,
+  type Nginx,
+} from './harness.js';
 
 export const description =
   'OpenAI-compatible HTTP: direct vs nginx proxy_pass vs sidecar (empty / default policy)';
 
 const HERE = fileURLToPath(import.meta.url);
-const WARMUP_MS = 300;
-const MEASURE_MS = Number(process.env.BENCH_HTTP_MS ?? 1500);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_HTTP_ROUNDS ?? 5));
+const MEASURE_MS = Number(process.env.BENCH_HTTP_MS ?? 800);
+/** per cell and round, before recording: connections opened, steady state reached */
+const SETTLE_MS = 200;
+/** once per contender before the first round: the JIT has compiled the hot paths */
+const WARMUP_MS = 1000;
 const STREAM_CHUNKS = 64;
 
 // ---------------------------------------------------------------------------------------------
@@ -34,7 +58,6 @@ async function roleUpstream(): Promise<void> {
     defaultScript: { chunks: Array.from({ length: STREAM_CHUNKS }, () => piece) },
   });
   process.send!({ port: fake.port });
-  answerCpu();
 }
 
 async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Promise<void> {
@@ -69,49 +92,13 @@ async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Pr
     { listen: { host: '127.0.0.1', port: 0 }, upstream: { host: '127.0.0.1', port: upstreamPort } },
   );
   process.send!({ port: listener.address.port });
-  answerCpu();
-}
-
-/** children report their CPU time on request, so the driver can charge each proxy its own cost */
-function answerCpu(): void {
-  process.on('message', (m: { cmd?: string }) => {
-    if (m?.cmd !== 'cpu') return;
-    const u = process.cpuUsage();
-    process.send!({ cpu: u.user + u.system });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Driver
 
 function child(args: string[]): ReturnType<typeof spawnRole> {
-  // BENCH_HTTP_PROFILE=DIR writes a CPU profile of each sidecar child there
-  return spawnRole(HERE, args, process.env.BENCH_HTTP_PROFILE);
-}
-
-/** CPU time (µs) a process has used: ask a node child over IPC, read /proc for nginx */
-async function cpuOf(t: { proc?: ChildProcess; pid?: number }): Promise<number | undefined> {
-  if (t.proc) {
-    const proc = t.proc;
-    return new Promise((resolve) => {
-      const on = (m: { cpu?: number }) => {
-        if (m?.cpu === undefined) return;
-        proc.off('message', on);
-        resolve(m.cpu);
-      };
-      proc.on('message', on);
-      proc.send({ cmd: 'cpu' });
-    });
-  }
-  if (t.pid === undefined) return undefined;
-  try {
-    const { readFileSync } = await import('node:fs');
-    const f = readFileSync(`/proc/${t.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    // utime and stime are fields 14 and 15 (1-based); f starts at field 3
-    return ((Number(f[11]) + Number(f[12])) / 100) * 1e6;
-  } catch {
-    return undefined;
-  }
+  return spawnRole(HERE, args, process.env.BENCH_HTTP_PROFILE, { cpuProfIntervalUs: 100 });
 }
 
 async function startNginx(upstreamPort: number): Promise<Nginx> {
@@ -143,27 +130,32 @@ http {
   });
 }
 
-interface Result {
+type Kind = 'chat' | 'stream';
+interface Target {
+  key: 'direct' | 'nginx' | 'empty' | 'default';
+  name: string;
+  port?: number;
+  note?: string;
+  /** the process whose CPU is charged (direct: the model server; others: the proxy alone) */
+  pid?: number;
+  /** the model server, whose CPU is part of every contender's chain */
+  upstreamPid?: number;
+}
+interface Sample {
   p50: number;
   p99: number;
   rps: number;
   errors: number;
   /** streams: time to the first body byte */
   ttfb50?: number;
-  /** requests sent, warm-up included */
-  total?: number;
-  /** CPU time the proxy process (or, for direct, the upstream) spent per request, µs */
+  /** CPU time the measured process spent per request over the recording window, µs */
   cpuPerReq?: number;
+  /** CPU per request of the whole chain: this client + the proxy (if any) + the model server, µs */
+  chainPerReq?: number;
 }
 
-async function measure(
-  port: number,
-  kind: 'chat' | 'stream',
-  inflight: number,
-  prompt: string,
-): Promise<Result> {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: inflight, pipelining: 1 });
-  const body = JSON.stringify({
+function requestBody(kind: Kind, prompt: string): string {
+  return JSON.stringify({
     model: 'fake-model',
     messages: [
       { role: 'system', content: 'You are a helpful assistant.' },
@@ -172,10 +164,21 @@ async function measure(
     max_tokens: 128,
     stream: kind === 'stream',
   });
+}
+
+/** drives `inflight` closed-loop clients for settle + recording; the process's CPU over the recording only */
+async function measure(
+  t: Target,
+  kind: Kind,
+  inflight: number,
+  body: string,
+  settleMs: number,
+  recordMs: number,
+): Promise<Sample> {
+  const pool = new Pool(`http://127.0.0.1:${t.port}`, { connections: inflight, pipelining: 1 });
   const lat: number[] = [];
   const ttfb: number[] = [];
   let errors = 0;
-  let total = 0;
   let recording = false;
   let stop = false;
   const worker = async (): Promise<void> => {
@@ -197,7 +200,6 @@ async function measure(
       } catch {
         ok = false;
       }
-      total++;
       if (!recording) continue;
       if (ok) {
         lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -206,12 +208,17 @@ async function measure(
     }
   };
   const workers = Array.from({ length: inflight }, worker);
-  await new Promise((r) => setTimeout(r, WARMUP_MS));
+  await sleep(settleMs);
   recording = true;
+  const cpu0 = t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
+  const chain0 = chainCpu(t);
   const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, MEASURE_MS));
+  await sleep(recordMs);
   recording = false;
+  const cpu1 = t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
+  const chain1 = chainCpu(t);
   const elapsed = (performance.now() - t0) / 1000;
+  const done = lat.length;
   stop = true;
   await Promise.all(workers);
   await pool.close();
@@ -220,11 +227,38 @@ async function measure(
   return {
     p50: pct(lat, 50),
     p99: pct(lat, 99),
-    rps: lat.length / elapsed,
+    rps: done / elapsed,
     errors,
-    total,
     ...(kind === 'stream' ? { ttfb50: pct(ttfb, 50) } : {}),
+    ...(cpu0 !== undefined && cpu1 !== undefined && done > 0 ? { cpuPerReq: (cpu1 - cpu0) / done } : {}),
+    ...(chain0 !== undefined && chain1 !== undefined && done > 0
+      ? { chainPerReq: (chain1 - chain0) / done }
+      : {}),
   };
+}
+
+/** CPU (µs) used so far by this client, the model server and the proxy in front of it */
+function chainCpu(t: Target): number | undefined {
+  const u = process.cpuUsage();
+  const up = t.upstreamPid !== undefined ? procCpuMicros(t.upstreamPid) : undefined;
+  const proxy = t.key === 'direct' ? 0 : t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
+  if (up === undefined || proxy === undefined) return undefined;
+  return u.user + u.system + up + proxy;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function pickedCells(): { kind: Kind; inflight: number }[] {
+  const all = [
+    { kind: 'chat' as const, inflight: 1 },
+    { kind: 'chat' as const, inflight: 64 },
+    { kind: 'stream' as const, inflight: 1 },
+    { kind: 'stream' as const, inflight: 64 },
+  ];
+  const only = process.env.BENCH_HTTP_CELLS?.split(',').map((s) => s.trim());
+  return only ? all.filter((c) => only.includes(`${c.kind}:${c.inflight}`)) : all;
 }
 
 export async function run(): Promise<void> {
@@ -232,41 +266,99 @@ export async function run(): Promise<void> {
   const prompt = 'Summarize the following report for an executive audience, keeping the numbers exact. '
     .repeat(48)
     .slice(0, 4096);
+  const bodies: Record<Kind, string> = {
+    chat: requestBody('chat', prompt),
+    stream: requestBody('stream', prompt),
+  };
+  const only = process.env.BENCH_HTTP_TARGETS?.split(',').map((s) => s.trim());
+  const want = (k: Target['key']) => !only || only.includes(k);
+  const cells = pickedCells();
   const children: ChildProcess[] = [];
   const notes: string[] = [];
-  const upstream = await child(['--role', 'upstream']);
-  children.push(upstream.proc);
-  type Target = { name: string; port?: number; note?: string; proc?: ChildProcess; pid?: number };
-  const targets: Target[] = [{ name: 'direct', port: upstream.port, proc: upstream.proc }];
-  const nginx = await startNginx(upstream.port!);
-  targets.push({ name: 'nginx proxy_pass', port: nginx.port, note: nginx.error, pid: nginx.pid });
-  for (const which of ['empty', 'default'] as const) {
-    const s = await child(['--role', 'sidecar', String(upstream.port), which]);
-    children.push(s.proc);
-    targets.push({ name: `sidecar (${which} policy)`, port: s.port, note: s.error, proc: s.proc });
-  }
-  for (const t of targets) if (t.note) notes.push(`${t.name}: not measured (${t.note})`);
-
-  const rows: { target: string; kind: string; inflight: number; r: Result }[] = [];
+  const targets: Target[] = [];
+  let nginx: Nginx | undefined;
+  const rounds: Map<string, Sample>[] = [];
+  const cellKey = (kind: Kind, inflight: number, target: string) => `${kind}|${inflight}|${target}`;
   try {
-    for (const kind of ['chat', 'stream'] as const) {
-      for (const inflight of [1, 64]) {
-        for (const t of targets) {
-          if (t.port === undefined) continue;
-          const before = await cpuOf(t);
-          const r = await measure(t.port, kind, inflight, prompt);
-          const after = await cpuOf(t);
-          // warm-up requests are charged too, so this slightly overstates; the same for every target
-          if (before !== undefined && after !== undefined && r.total)
-            r.cpuPerReq = (after - before) / r.total;
-          rows.push({ target: t.name, kind, inflight, r });
-        }
+    const upstream = await child(['--role', 'upstream']);
+    children.push(upstream.proc);
+    if (want('direct'))
+      targets.push({ key: 'direct', name: 'direct', port: upstream.port, pid: upstream.proc.pid });
+    if (want('nginx')) {
+      nginx = await startNginx(upstream.port!);
+      targets.push({
+        key: 'nginx',
+        name: 'nginx proxy_pass',
+        port: nginx.port,
+        note: nginx.error,
+        pid: nginx.pid,
+      });
+    }
+    for (const which of ['empty', 'default'] as const) {
+      if (!want(which)) continue;
+      const s = await child(['--role', 'sidecar', String(upstream.port), which]);
+      children.push(s.proc);
+      targets.push({
+        key: which,
+        name: `sidecar (${which} policy)`,
+        port: s.port,
+        note: s.error,
+        pid: s.proc.pid,
+      });
+    }
+    for (const t of targets) t.upstreamPid = upstream.proc.pid;
+    for (const t of targets) if (t.note) notes.push(`${t.name}: not measured (${t.note})`);
+    const live = targets.filter((t) => t.port !== undefined);
+
+    // JIT warm-up of every contender on both call kinds (not recorded)
+    for (const t of live)
+      for (const kind of ['chat', 'stream'] as const)
+        await measure(t, kind, 64, bodies[kind], WARMUP_MS / 2, 1);
+
+    for (let r = 0; r < ROUNDS; r++) {
+      const got = new Map<string, Sample>();
+      for (const { kind, inflight } of cells) {
+        // rotate who goes first, so no contender always runs right after the same neighbour
+        const order = live.map((_, i) => live[(i + r) % live.length]);
+        for (const t of order)
+          got.set(
+            cellKey(kind, inflight, t.key),
+            await measure(t, kind, inflight, bodies[kind], SETTLE_MS, MEASURE_MS),
+          );
       }
+      rounds.push(got);
     }
   } finally {
-    nginx.stop();
+    nginx?.stop();
     for (const c of children) c.kill('SIGTERM');
   }
+
+  const f = (n: number | undefined, d = 3): string =>
+    n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
+  /** "median (min–max)" of a per-round quantity */
+  const mm = (xs: number[], d: number, unit = ''): string => {
+    const m = median(xs);
+    if (!Number.isFinite(m)) return '-';
+    const s = spread(xs);
+    return xs.length > 1
+      ? `${m.toFixed(d)}${unit} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`
+      : `${m.toFixed(d)}${unit}`;
+  };
+  const per = (kind: Kind, inflight: number, key: Target['key']) =>
+    rounds.map((g) => g.get(cellKey(kind, inflight, key))).filter((s): s is Sample => s !== undefined);
+  /** a per-round quantity built from two contenders measured in the same round */
+  const paired = (
+    kind: Kind,
+    inflight: number,
+    a: Target['key'],
+    b: Target['key'],
+    fn: (x: Sample, y: Sample) => number,
+  ): number[] =>
+    rounds.flatMap((g) => {
+      const x = g.get(cellKey(kind, inflight, a));
+      const y = g.get(cellKey(kind, inflight, b));
+      return x && y ? [fn(x, y)] : [];
+    });
 
   console.log(
     `\n## HTTP (POST /v1/chat/completions, 4 KiB prompt; streamed: ${STREAM_CHUNKS} SSE chunks, ~${STREAM_CHUNKS * 32} chars)`,
@@ -275,42 +367,128 @@ export async function run(): Promise<void> {
     `load avg ${os
       .loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')}; ${MEASURE_MS} ms per cell after ${WARMUP_MS} ms warm-up, one run`,
+      .join(
+        ' ',
+      )}; ${ROUNDS} rounds × ${MEASURE_MS} ms per cell (after ${SETTLE_MS} ms settle; ${WARMUP_MS} ms warm-up per contender); median of rounds (min–max)`,
   );
-  const f = (n: number | undefined, d = 3): string =>
-    n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
   console.log(
-    '\n| call | in flight | target | p50 ms | p99 ms | req/s | errors | added p50 ms | throughput vs direct | stream TTFB p50 ms | CPU µs/req |',
+    '\n| call | in flight | target | p50 ms | p99 ms | req/s | throughput vs direct | added p50 ms | stream TTFB p50 ms | CPU µs/req | chain CPU µs/req | CPU-bound throughput vs direct | errors |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const row of rows) {
-    const direct = rows.find(
-      (x) => x.kind === row.kind && x.inflight === row.inflight && x.target === 'direct',
-    )!.r;
-    const added = row.target === 'direct' ? '' : f(row.r.p50 - direct.p50);
-    const share = row.target === 'direct' ? '' : `${((row.r.rps / direct.rps) * 100).toFixed(0)} %`;
-    console.log(
-      `| ${row.kind} | ${row.inflight} | ${row.target} | ${f(row.r.p50)} | ${f(row.r.p99)} | ${row.r.rps.toFixed(0)} | ${row.r.errors} | ${added} | ${share} | ${f(row.r.ttfb50)} | ${f(row.r.cpuPerReq, 0)} |`,
-    );
-  }
-  console.log('\nscanning cost (default vs empty policy, same proxy):');
-  for (const kind of ['chat', 'stream']) {
-    for (const inflight of [1, 64]) {
-      const e = rows.find(
-        (x) => x.kind === kind && x.inflight === inflight && x.target === 'sidecar (empty policy)',
-      )?.r;
-      const d = rows.find(
-        (x) => x.kind === kind && x.inflight === inflight && x.target === 'sidecar (default policy)',
-      )?.r;
-      if (!e || !d) continue;
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const { kind, inflight } of cells) {
+    for (const t of targets) {
+      const s = per(kind, inflight, t.key);
+      if (!s.length) continue;
+      const isDirect = t.key === 'direct';
+      const share = isDirect
+        ? ''
+        : mm(
+            paired(kind, inflight, t.key, 'direct', (x, y) => (x.rps / y.rps) * 100),
+            0,
+            ' %',
+          );
+      const added = isDirect
+        ? ''
+        : mm(
+            paired(kind, inflight, t.key, 'direct', (x, y) => x.p50 - y.p50),
+            3,
+          );
+      // with every core busy, throughput is inversely proportional to the chain's CPU per request
+      const cpuShare = isDirect
+        ? ''
+        : mm(
+            paired(
+              kind,
+              inflight,
+              t.key,
+              'direct',
+              (x, y) => ((y.chainPerReq ?? NaN) / (x.chainPerReq ?? NaN)) * 100,
+            ),
+            0,
+            ' %',
+          );
       console.log(
-        `  ${kind} ×${inflight}: p50 ${f(((d.p50 - e.p50) / e.p50) * 100, 1)} %, throughput ${f(((e.rps - d.rps) / e.rps) * 100, 1)} % lower`,
+        `| ${kind} | ${inflight} | ${t.name} | ${f(median(s.map((x) => x.p50)))} | ${f(median(s.map((x) => x.p99)))} | ${mm(
+          s.map((x) => x.rps),
+          0,
+        )} | ${share} | ${added} | ${kind === 'stream' ? f(median(s.map((x) => x.ttfb50 ?? NaN))) : '-'} | ${f(
+          median(s.map((x) => x.cpuPerReq ?? NaN)),
+          0,
+        )} | ${f(median(s.map((x) => x.chainPerReq ?? NaN)), 0)} | ${cpuShare} | ${s.reduce((a, x) => a + x.errors, 0)} |`,
       );
     }
   }
+
+  console.log('\nscanning cost (default vs empty policy, same proxy, same round; median (min–max)):');
+  for (const { kind, inflight } of cells) {
+    const tp = paired(kind, inflight, 'default', 'empty', (d, e) => (1 - d.rps / e.rps) * 100);
+    const p50 = paired(kind, inflight, 'default', 'empty', (d, e) => (d.p50 / e.p50 - 1) * 100);
+    const cpu = paired(
+      kind,
+      inflight,
+      'default',
+      'empty',
+      (d, e) => (d.cpuPerReq ?? NaN) - (e.cpuPerReq ?? NaN),
+    );
+    if (!tp.length) continue;
+    console.log(
+      `  ${kind} ×${inflight}: throughput ${mm(tp, 1, ' %')} lower, p50 ${mm(p50, 1, ' %')} higher, sidecar CPU +${mm(cpu, 0, ' µs/req')}`,
+    );
+  }
+
+  // SPEC §7, judged on the medians of rounds
+  const verdict = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? 'met' : 'NOT met');
+  const medOf = (xs: number[]) => (xs.length ? median(xs) : undefined);
+  console.log('\nSPEC §7 budgets (medians of rounds):');
+  for (const which of ['empty', 'default'] as const) {
+    const added = medOf(paired('chat', 1, which, 'direct', (x, y) => x.p50 - y.p50));
+    console.log(
+      `  added p50 ≤ 0.5 ms, chat ×1, ${which} policy: ${f(added)} ms — ${verdict(added === undefined ? undefined : added <= 0.5)}`,
+    );
+  }
+  for (const which of ['empty', 'default'] as const)
+    for (const kind of ['chat', 'stream'] as const) {
+      const share = medOf(paired(kind, 64, which, 'direct', (x, y) => (x.rps / y.rps) * 100));
+      const cpu = medOf(
+        paired(kind, 64, which, 'direct', (x, y) => ((y.chainPerReq ?? NaN) / (x.chainPerReq ?? NaN)) * 100),
+      );
+      console.log(
+        `  ≥ 50 % of direct throughput at 64 in flight, ${kind}, ${which} policy: measured ${f(share, 0)} % — ${verdict(share === undefined ? undefined : share >= 50)}; CPU-bound ${f(cpu, 0)} % — ${verdict(cpu === undefined || !Number.isFinite(cpu) ? undefined : cpu >= 50)}`,
+      );
+    }
+  for (const kind of ['chat', 'stream'] as const) {
+    const tp = medOf(paired(kind, 64, 'default', 'empty', (d, e) => (1 - d.rps / e.rps) * 100));
+    const cpu = medOf(
+      paired(
+        kind,
+        64,
+        'default',
+        'empty',
+        (d, e) => (1 - (e.chainPerReq ?? NaN) / (d.chainPerReq ?? NaN)) * 100,
+      ),
+    );
+    console.log(
+      `  default policy ≤ 15 % vs empty, ${kind} ×64 throughput: measured ${f(tp, 1)} % — ${verdict(tp === undefined ? undefined : tp <= 15)}; CPU-bound ${f(cpu, 1)} % — ${verdict(cpu === undefined || !Number.isFinite(cpu) ? undefined : cpu <= 15)}`,
+    );
+  }
+  const p50cost = medOf(paired('chat', 1, 'default', 'empty', (d, e) => (d.p50 / e.p50 - 1) * 100));
   console.log(
-    '\nCPU µs/req is the CPU the measured process itself used per request (direct: the model server; others: the\n' +
-      'proxy alone), the number that stays meaningful when the machine is shared.',
+    `  default policy ≤ 15 % vs empty, chat ×1 p50: ${f(p50cost, 1)} % — ${verdict(p50cost === undefined ? undefined : p50cost <= 15)}`,
+  );
+  const ttfb = medOf(
+    paired('stream', 1, 'default', 'direct', (x, y) => (x.ttfb50 ?? NaN) - (y.ttfb50 ?? NaN)),
+  );
+  console.log(
+    `  stream TTFB added ≤ 1 ms, ×1, default policy: ${f(ttfb)} ms — ${verdict(ttfb === undefined || !Number.isFinite(ttfb) ? undefined : ttfb <= 1)}`,
+  );
+
+  console.log(
+    '\nCPU µs/req is the CPU the measured process itself used per request over the recording window (direct: the\n' +
+      'model server; others: the proxy alone): it stays meaningful when the machine is shared. The load generator,\n' +
+      'the model server and the proxy share the cores, so at 64 in flight throughput is bound by the CPU the whole\n' +
+      'chain spends per request (client + proxy + model server, "chain CPU"); "CPU-bound throughput vs direct" is\n' +
+      'direct chain CPU / this chain CPU, the ratio a machine with no other load would show. Wall-clock req/s on a\n' +
+      'shared machine moves with whatever else runs (see the min–max spread); the CPU columns barely do.',
   );
   console.log(
     '\nstream TTFB is the first body byte (the sidecar sends headers and the role chunk at once); the default\n' +
