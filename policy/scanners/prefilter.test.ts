@@ -107,12 +107,32 @@ describe('prefilter', () => {
       '(?:ab){2,9}',
       '[^ ]{0,20}',
       '(?i:q)',
+      String.raw`\d{10,14}`,
+      String.raw`(?:[ -]?\d){9,12}`,
+      String.raw`[0-9]{2}`,
     );
     const seq = fc.array(atom, { minLength: 1, maxLength: 7 }).map((a) => a.join(''));
     const pattern = fc.array(seq, { minLength: 1, maxLength: 4 }).map((b) => b.join('|'));
     const text = fc.string({
-      unit: fc.constantFrom('a', 'b', 'x', 'y', 'q', 'X', 'Q', 'A', 'B', 'with', 'no', 'WITH', ' ', '.'),
-      maxLength: 40,
+      unit: fc.constantFrom(
+        'a',
+        'x',
+        'y',
+        'q',
+        'X',
+        'Q',
+        'A',
+        'with',
+        'no',
+        'WITH',
+        ' ',
+        '.',
+        '-',
+        '1',
+        '2',
+        '345',
+      ),
+      maxLength: 60,
     });
     fc.assert(
       fc.property(pattern, fc.array(text, { minLength: 1, maxLength: 5 }), (p, texts) => {
@@ -139,6 +159,16 @@ describe('prefilter', () => {
     // a plain sequence keeps its one clause of parts; no prefilter → null
     expect(prefilterClauses('abc.{0,40}defgh')).toEqual([prefilterParts('abc.{0,40}defgh')]);
     expect(prefilterClauses('x*|abc')).toBeNull();
+  });
+
+  it('keeps a long head of a digit run, so dates and order numbers do not run a card rule', () => {
+    const card = String.raw`\b[2-6]\d{3}(?:[ -]?\d){9,15}\b`;
+    expect(prefilter(card).pattern).toBe(String.raw`\b[2-6]\d{3}(?:[ -]?\d){9}`);
+    const pre = new RE2(prefilter(card).pattern!, 'u');
+    expect(pre.test('Order #12345 shipped on 2024-05-01.')).toBe(false);
+    expect(pre.test('charge 5500-0000-0000-0004 please')).toBe(true);
+    // other wide runs keep the short head
+    expect(prefilter(String.raw`\bsk-[A-Za-z0-9]{20,}`).pattern).toBe(String.raw`\bsk-[A-Za-z0-9]{3}`);
   });
 
   it('falls back to the full pattern when it cannot parse it', () => {

@@ -22,6 +22,31 @@ const NAMED_GROUP = /\(\?P?<[A-Za-z_][A-Za-z0-9_]*>/y;
 const WIDE = 8;
 /** how many repetitions of a wide element's atom stay in the prefix */
 const HEAD = 3;
+/**
+ * the same for a run of digits (`\d{13,19}`, `(?:[ -]?\d){9,15}`): digit runs are rare in prose, so a long
+ * head keeps few DFA states alive, and a short one would hit on every date and order number
+ */
+const DIGIT_HEAD = 12;
+
+const DIGIT_ATOM = /^(?:\\d|\[0-9\])$/;
+// an optional separator between digits: a class of spaces and punctuation, or one such character
+const SEPARATOR_ATOM = /^(?:\[[ .\\/-]+\]|[ .-]|\\[./-])$/;
+
+/** an item that only ever matches digits, optionally separated (a digit atom, or a group of them) */
+function digitsOnly(it: Item): boolean {
+  if (it.zeroWidth) return false;
+  if (it.inner === undefined) return DIGIT_ATOM.test(it.atom);
+  return it.inner.every(
+    (b) =>
+      b.some((x) => x.min > 0 && digitsOnly(x)) &&
+      b.every((x) => digitsOnly(x) || (x.inner === undefined && x.max <= 1 && SEPARATOR_ATOM.test(x.atom))),
+  );
+}
+
+/** how many repetitions of a wide item stay in its head */
+function headCount(it: Item): number {
+  return Math.min(it.min, digitsOnly(it) ? DIGIT_HEAD : HEAD);
+}
 
 interface Item {
   /** source of the atom without its quantifier, e.g. `a`, `[a-z]`, `(?:x|y)` */
@@ -200,7 +225,7 @@ function strength(it: Item): number {
 
 function strengthOf(it: Item): number {
   if (it.zeroWidth || it.min === 0) return 0;
-  const k = Math.min(it.min, HEAD);
+  const k = headCount(it);
   if (it.inner !== undefined)
     return k * Math.min(...it.inner.map((b) => b.reduce((n, x) => n + (wide(x) ? 0 : strength(x)), 0)));
   if (it.atom.startsWith('[') || it.atom === '.') return 0;
@@ -214,11 +239,9 @@ function head(it: Item): string {
   if (it.inner !== undefined) {
     const inner = prefixAlternation(it.inner);
     if (inner === '') return '';
-    return wide(withBounds(it, 1, 1))
-      ? `${it.open}${inner})`
-      : `${it.open}${inner}){${Math.min(it.min, HEAD)}}`;
+    return wide(withBounds(it, 1, 1)) ? `${it.open}${inner})` : `${it.open}${inner}){${headCount(it)}}`;
   }
-  return `${it.atom}{${Math.min(it.min, HEAD)}}`;
+  return `${it.atom}{${headCount(it)}}`;
 }
 
 /** PREFIX cut of a sequence: narrow items, then the head of the first wide one */
