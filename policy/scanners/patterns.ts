@@ -2,12 +2,13 @@
 // those rules (and the few without a prefilter) run their own RE2 (global exec) to collect every match's
 // offsets. Offsets are UTF-16 units of `text`.
 //
-// Strings for short texts, one UTF-8 Buffer for long ones (≥ 16 Ki units). node-re2 converts a string to
-// UTF-8 and keeps the conversion only for the next call on the same RE2 object with the same string; a
-// scan's normalized text is new each time, so the set and every rule that runs would each convert it
-// (~0.7 ms per 256 KiB each). Converting once and mapping byte offsets back (one forward walk per rule
-// with matches; none for ASCII) took the default policy from ~51 to ~69 MB/s on 256 KiB of user text.
-// Short texts stay strings: there the conversion is cheap and Buffer matches allocate slices.
+// The text goes to RE2 as one UTF-8 Buffer, written into a scratch buffer reused by every scan. node-re2
+// converts a string to UTF-8 and keeps the conversion only for the next call on the same RE2 object with
+// the same string; a scan's normalized text is new each time, so the set and every rule that runs would
+// each convert it (~0.7 ms per 256 KiB each, ~6 µs per 4 KiB). Converting once and mapping byte offsets
+// back (one forward walk per rule with matches; none for ASCII) took the default policy from ~51 to
+// ~69 MB/s on 256 KiB of user text; doing it for short texts as well and reusing the buffer took a 4 KiB
+// prompt from ~48 to ~40 µs.
 import type { Source } from '../types.js';
 import { MARK_BASE64, type CompiledRule, type RuleGroup } from '../compile.js';
 
@@ -35,8 +36,8 @@ export function matchRules(
   if (group.rules.length === 0 || text.length === 0) return may;
   // a long text goes to RE2 as one UTF-8 Buffer: node-re2 converts a string per RE2 object (the set and
   // every rule that runs would each convert it again, ~0.7 ms per 256 KiB); short texts stay strings
-  const subject: string | Buffer = text.length >= BUFFER_MIN ? Buffer.from(text, 'utf8') : text;
-  const ascii = typeof subject === 'string' || subject.length === text.length;
+  const subject = utf8Of(text);
+  const ascii = subject.length === text.length;
   // a rule runs when every set entry of one of its clauses hit (they all occur in any match of that
   // clause's branch). The set reports entries in ascending order, so clauses, and rules, come in order.
   const counts = group.counts;
@@ -71,8 +72,20 @@ export function matchRules(
   return may;
 }
 
-/** texts at least this long are scanned as one UTF-8 Buffer */
-const BUFFER_MIN = 16 * 1024;
+/** longest scratch buffer kept between scans (a text of up to a third of this many units fits) */
+const SCRATCH_MAX = 1 << 20;
+let scratch = Buffer.allocUnsafe(0);
+
+/**
+ * `text` as UTF-8, in a scratch buffer reused by every scan (a fresh 256 KiB Buffer costs ~0.1 ms more
+ * than the encoding itself). Valid until the next call: scans are synchronous and nothing keeps it.
+ */
+function utf8Of(text: string): Buffer {
+  const need = text.length * 3;
+  if (need > SCRATCH_MAX) return Buffer.from(text, 'utf8');
+  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.min(SCRATCH_MAX, Math.max(need, 64 * 1024)));
+  return scratch.subarray(0, scratch.write(text, 0, 'utf8'));
+}
 
 /** Forward-only UTF-8 byte offset → UTF-16 offset of `buf` (restart for earlier offsets). */
 class ByteMap {
@@ -93,20 +106,20 @@ class ByteMap {
   }
 }
 
-function collect(rule: CompiledRule, subject: string | Buffer, ascii: boolean, out: RuleMatch[]): void {
+function collect(rule: CompiledRule, subject: Buffer, ascii: boolean, out: RuleMatch[]): void {
   const re = rule.re;
   re.lastIndex = 0;
-  const map = ascii ? null : new ByteMap(subject as Buffer);
+  const map = ascii ? null : new ByteMap(subject);
   const len = subject.length;
   let m: RegExpExecArray | null;
-  while ((m = re.exec(subject as string)) !== null) {
+  while ((m = re.exec(subject as unknown as string)) !== null) {
     // on a Buffer, index and lastIndex are byte offsets and m[0] is a Buffer
     const bStart = m.index;
     const bEnd = re.lastIndex;
     if (bEnd === bStart) {
       // an empty match finds nothing worth reporting; step past it (a whole character) so the loop ends
       let next = bStart + 1;
-      if (typeof subject !== 'string') while (next < len && (subject[next] & 0xc0) === 0x80) next++;
+      while (next < len && (subject[next] & 0xc0) === 0x80) next++;
       re.lastIndex = next;
       if (re.lastIndex > len) break;
       continue;
