@@ -1,7 +1,7 @@
 // Process plumbing shared by the data-plane benchmarks (bench/grpc.ts, bench/http.ts): child roles
 // over IPC, free ports, percentiles, and nginx as the reference proxy.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,46 @@ const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
 export interface SpawnRoleOptions {
   /** sampling interval of the CPU profile (µs; Node's default is 1000, too coarse for a short run) */
   cpuProfIntervalUs?: number;
+  /**
+   * run the child from this compiled tree (see compileForBench) with plain `node`, not through tsx: the
+   * code as it ships, without the loader's per-closure `__name` wrappers
+   */
+  compiledRoot?: string;
+}
+
+/**
+ * Compiles `entries` (repo-relative .ts files) and what they import with tsc — the transform
+ * `npm run build` ships — without type checking (fast), into a fresh temporary folder laid out like the
+ * repo, with the run-time assets build copies (rule packs, schemas, default policy, protos). Returns the
+ * folder, or `{error}` when tsc fails (a bench then falls back to tsx and says so). `cleanup()` removes it.
+ */
+export function compileForBench(entries: string[]): { root?: string; error?: string; cleanup(): void } {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'inferguard-bench-dist-'));
+  const cleanup = (): void => rmSync(out, { recursive: true, force: true });
+  const config = path.join(out, 'tsconfig.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      extends: path.join(ROOT, 'tsconfig.json'),
+      compilerOptions: { outDir: out, rootDir: ROOT, sourceMap: false, noEmit: false, declaration: false },
+      files: entries.map((e) => path.join(ROOT, e)),
+      include: [],
+    }),
+  );
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', config, '--noCheck'], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) {
+    cleanup();
+    return { error: `tsc failed: ${(r.stdout + r.stderr).trim().split('\n')[0]}`, cleanup() {} };
+  }
+  for (const asset of ['policy/packs', 'policy/schema', 'policy/default-policy.yaml', 'proto']) {
+    const from = path.join(ROOT, asset);
+    if (existsSync(from))
+      cpSync(from, path.join(out, asset), { recursive: true, filter: (src) => !src.endsWith('.test.ts') });
+  }
+  // packages resolve from the repo's node_modules (ESM ignores NODE_PATH, so a link)
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'), 'dir');
+  return { root: out, cleanup };
 }
 
 /**
@@ -33,7 +73,10 @@ export function spawnRole(
           ...(opts.cpuProfIntervalUs ? [`--cpu-prof-interval=${opts.cpuProfIntervalUs}`] : []),
         ]
       : [];
-  const proc = spawn(process.execPath, [...prof, '--import', TSX, script, ...args], {
+  const argv = opts.compiledRoot
+    ? [...prof, path.join(opts.compiledRoot, path.relative(ROOT, script).replace(/\.ts$/, '.js')), ...args]
+    : [...prof, '--import', TSX, script, ...args];
+  const proc = spawn(process.execPath, argv, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {

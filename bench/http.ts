@@ -18,6 +18,9 @@
 //   - each process's own CPU time per request (from /proc, over the recording window only) is printed
 //     beside the wall-clock numbers: it is what stays meaningful when other work shares the cores.
 //
+//   - the children run tsc's output (as `npm run build` ships it), not the tsx loader's transform, whose
+//     per-closure `__name` wrappers cost the sidecar several percent that production does not pay.
+//
 // Knobs (environment): BENCH_HTTP_ROUNDS (5), BENCH_HTTP_MS (recording per cell and round, 800),
 // BENCH_HTTP_CELLS (e.g. `chat:64,stream:1`), BENCH_HTTP_TARGETS (any of direct,nginx,empty,default),
 // BENCH_HTTP_PROFILE=DIR (CPU profile of each sidecar child, sampled every 100 µs).
@@ -26,6 +29,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import {
+  compileForBench,
   median,
   pct,
   procCpuMicros,
@@ -97,8 +101,14 @@ async function roleSidecar(upstreamPort: number, which: 'empty' | 'default'): Pr
 // ---------------------------------------------------------------------------------------------
 // Driver
 
+/** the children run the code as `npm run build` ships it (compileForBench), tsx only when that fails */
+let compiledRoot: string | undefined;
+
 function child(args: string[]): ReturnType<typeof spawnRole> {
-  return spawnRole(HERE, args, process.env.BENCH_HTTP_PROFILE, { cpuProfIntervalUs: 100 });
+  return spawnRole(HERE, args, process.env.BENCH_HTTP_PROFILE, {
+    cpuProfIntervalUs: 100,
+    ...(compiledRoot ? { compiledRoot } : {}),
+  });
 }
 
 async function startNginx(upstreamPort: number): Promise<Nginx> {
@@ -152,6 +162,9 @@ interface Sample {
   cpuPerReq?: number;
   /** CPU per request of the whole chain: this client + the proxy (if any) + the model server, µs */
   chainPerReq?: number;
+  /** its parts: this load generator, and the model server (which pays for how a proxy connects to it) */
+  clientPerReq?: number;
+  serverPerReq?: number;
 }
 
 function requestBody(kind: Kind, prompt: string): string {
@@ -232,18 +245,23 @@ async function measure(
     ...(kind === 'stream' ? { ttfb50: pct(ttfb, 50) } : {}),
     ...(cpu0 !== undefined && cpu1 !== undefined && done > 0 ? { cpuPerReq: (cpu1 - cpu0) / done } : {}),
     ...(chain0 !== undefined && chain1 !== undefined && done > 0
-      ? { chainPerReq: (chain1 - chain0) / done }
+      ? {
+          chainPerReq: (chain1.total - chain0.total) / done,
+          clientPerReq: (chain1.client - chain0.client) / done,
+          serverPerReq: (chain1.server - chain0.server) / done,
+        }
       : {}),
   };
 }
 
 /** CPU (µs) used so far by this client, the model server and the proxy in front of it */
-function chainCpu(t: Target): number | undefined {
+function chainCpu(t: Target): { total: number; client: number; server: number } | undefined {
   const u = process.cpuUsage();
   const up = t.upstreamPid !== undefined ? procCpuMicros(t.upstreamPid) : undefined;
   const proxy = t.key === 'direct' ? 0 : t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
   if (up === undefined || proxy === undefined) return undefined;
-  return u.user + u.system + up + proxy;
+  const client = u.user + u.system;
+  return { total: client + up + proxy, client, server: up };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -279,6 +297,9 @@ export async function run(): Promise<void> {
   let nginx: Nginx | undefined;
   const rounds: Map<string, Sample>[] = [];
   const cellKey = (kind: Kind, inflight: number, target: string) => `${kind}|${inflight}|${target}`;
+  const compiled = compileForBench(['bench/http.ts']);
+  compiledRoot = compiled.root;
+  if (compiled.error) notes.push(`children ran through tsx (${compiled.error})`);
   try {
     const upstream = await child(['--role', 'upstream']);
     children.push(upstream.proc);
@@ -331,6 +352,7 @@ export async function run(): Promise<void> {
   } finally {
     nginx?.stop();
     for (const c of children) c.kill('SIGTERM');
+    compiled.cleanup();
   }
 
   const f = (n: number | undefined, d = 3): string =>
@@ -372,7 +394,7 @@ export async function run(): Promise<void> {
       )}; ${ROUNDS} rounds × ${MEASURE_MS} ms per cell (after ${SETTLE_MS} ms settle; ${WARMUP_MS} ms warm-up per contender); median of rounds (min–max)`,
   );
   console.log(
-    '\n| call | in flight | target | p50 ms | p99 ms | req/s | throughput vs direct | added p50 ms | stream TTFB p50 ms | CPU µs/req | chain CPU µs/req | CPU-bound throughput vs direct | errors |',
+    '\n| call | in flight | target | p50 ms | p99 ms | req/s | throughput vs direct | added p50 ms | stream TTFB p50 ms | CPU µs/req | chain CPU µs/req (client + model server) | CPU-bound throughput vs direct | errors |',
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const { kind, inflight } of cells) {
@@ -414,7 +436,7 @@ export async function run(): Promise<void> {
         )} | ${share} | ${added} | ${kind === 'stream' ? f(median(s.map((x) => x.ttfb50 ?? NaN))) : '-'} | ${f(
           median(s.map((x) => x.cpuPerReq ?? NaN)),
           0,
-        )} | ${f(median(s.map((x) => x.chainPerReq ?? NaN)), 0)} | ${cpuShare} | ${s.reduce((a, x) => a + x.errors, 0)} |`,
+        )} | ${f(median(s.map((x) => x.chainPerReq ?? NaN)), 0)} (${f(median(s.map((x) => x.clientPerReq ?? NaN)), 0)} + ${f(median(s.map((x) => x.serverPerReq ?? NaN)), 0)}) | ${cpuShare} | ${s.reduce((a, x) => a + x.errors, 0)} |`,
       );
     }
   }
@@ -486,7 +508,8 @@ export async function run(): Promise<void> {
     '\nCPU µs/req is the CPU the measured process itself used per request over the recording window (direct: the\n' +
       'model server; others: the proxy alone): it stays meaningful when the machine is shared. The load generator,\n' +
       'the model server and the proxy share the cores, so at 64 in flight throughput is bound by the CPU the whole\n' +
-      'chain spends per request (client + proxy + model server, "chain CPU"); "CPU-bound throughput vs direct" is\n' +
+      'chain spends per request (client + proxy + model server, "chain CPU"; the parts other than the proxy in\n' +
+      'brackets); "CPU-bound throughput vs direct" is\n' +
       'direct chain CPU / this chain CPU, the ratio a machine with no other load would show. Wall-clock req/s on a\n' +
       'shared machine moves with whatever else runs (see the min–max spread); the CPU columns barely do.',
   );
