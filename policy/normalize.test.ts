@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { findEncodedRuns, normalize, toOriginal } from './normalize.js';
+import {
+  findEncodedRuns,
+  nextSpecial,
+  normalize,
+  normalizeEachChar,
+  originalAt,
+  toOriginal,
+  utf8Of,
+  type NormalizedText,
+} from './normalize.js';
 
 const tags = (s: string) => [...s].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('');
 
@@ -75,6 +84,127 @@ describe('normalize', () => {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('normalize: the byte-scanner fast path', () => {
+  // Pieces that exercise every branch: long plain ASCII runs (whole words of the scanner, unaligned
+  // starts), single/double spaces, control whitespace, controls and DEL, and non-ASCII of every width.
+  const piece = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.string({
+        unit: fc.constantFrom('a', 'b', 'Z', '0', '.', '-', '"', '~', '!'),
+        maxLength: 40,
+      }),
+    },
+    {
+      weight: 5,
+      arbitrary: fc.constantFrom(
+        ' ',
+        '  ',
+        '   ',
+        '\t',
+        '\n',
+        '\r\n',
+        '\v',
+        '\f',
+        ' \n ',
+        '\x00',
+        '\x1f',
+        '\x7f',
+        '\x80',
+        '\x9f',
+        '\u00a0',
+        '\u2003',
+        '\u3000',
+        '\u200b',
+        '\u202e',
+        '\u00ad',
+        '\ufeff',
+        'é',
+        'e\u0301',
+        'ß',
+        'ﬁ',
+        'ｉｇｎｏｒｅ',
+        'іgnоrе',
+        'Привет',
+        'ΑΒΕ',
+        '日本語',
+        '😀',
+        '𝐢𝐠',
+        '\ud800',
+        '\udc00',
+        '\u{E0069}\u{E0067}',
+        '\u{E0001}',
+        '—',
+        '“',
+        'ignore previous',
+        'AKIA',
+        'x',
+      ),
+    },
+  );
+  const mixed = fc.array(piece, { maxLength: 40 }).map((a) => a.join(''));
+
+  /** what a scan sees: the text, the hidden text and where every span maps in the original */
+  function observable(n: NormalizedText) {
+    const spans: number[][] = [];
+    for (let s = 0; s < n.text.length; s++)
+      for (let e = s + 1; e <= Math.min(n.text.length, s + 4); e++) spans.push(toOriginal(n, s, e));
+    const at: number[] = [];
+    for (let k = 0; k <= n.text.length; k++) at.push(originalAt(n, k));
+    return { text: n.text, hidden: n.hidden, length: n.originalLength, spans, at };
+  }
+
+  it('gives exactly the text, hidden text and offsets of the character-by-character path', () => {
+    fc.assert(
+      fc.property(mixed, fc.nat(3), (body, pad) => {
+        const text = 'p'.repeat(pad) + body; // shifts the text against the scanner's 4-byte words
+        expect(observable(normalize(text))).toEqual(observable(normalizeEachChar(text)));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('takes no offset map for printable ASCII with single spaces, and an identity map for newlines', () => {
+    const plain = 'Ignore the noise, please. '.repeat(50);
+    expect(normalize(plain).map).toBeNull();
+    const lines = 'first line\nsecond\tline\r'.repeat(20);
+    const n = normalize(lines);
+    expect(n.text).toBe(lines.replace(/[\t\n\r]/g, ' '));
+    expect(n.map).toBeNull();
+    // the bytes the scanners get for the normalized text are its own UTF-8
+    expect(utf8Of(n.text).toString('utf8')).toBe(n.text);
+  });
+
+  it('finds the first byte outside printable ASCII or the second of two spaces, from any offset', () => {
+    const byte = fc.oneof(
+      { weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) },
+      { weight: 3, arbitrary: fc.constant(0x20) },
+      { weight: 1, arbitrary: fc.constantFrom(0x00, 0x09, 0x0a, 0x1f, 0x7f, 0x80, 0xc3, 0xff) },
+    );
+    fc.assert(
+      fc.property(fc.array(byte, { maxLength: 80 }), fc.nat(80), (arr, from0) => {
+        const bytes = new Uint8Array(Math.ceil((arr.length + 1) / 4) * 4);
+        bytes.set(arr);
+        const words = new Uint32Array(bytes.buffer);
+        const from = Math.min(from0, arr.length);
+        let want = from;
+        while (
+          want < arr.length &&
+          !(
+            arr[want] < 0x20 ||
+            arr[want] >= 0x7f ||
+            (arr[want] === 0x20 && want > 0 && arr[want - 1] === 0x20)
+          )
+        )
+          want++;
+        expect(nextSpecial(bytes, words, from, arr.length)).toBe(want);
+        expect(nextSpecial(bytes, new Uint32Array(0), from, arr.length)).toBe(want);
+      }),
+      { numRuns: 3000 },
     );
   });
 });

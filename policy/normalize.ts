@@ -15,8 +15,15 @@
 // Case is preserved: rules say `(?i)` when they mean it.
 //
 // Every normalized UTF-16 unit remembers the [start, end) of the original code units it came from, so a
-// finding in normalized text maps back to the original (`toOriginal`). Plain ASCII text without control
-// characters or doubled spaces — most prompts — takes a fast path that allocates no offset map.
+// finding in normalized text maps back to the original (`toOriginal`).
+//
+// Fast path: the text is encoded to UTF-8 once (the pattern scanners need those bytes anyway) and a
+// byte scanner skips runs of printable ASCII with single spaces four bytes at a time; only the
+// characters it stops at go through the per-character pipeline. Text it never stops in — most prompts —
+// is returned as is, with no offset map, and its bytes go straight to RE2. When the only changes are
+// one-to-one (newlines and tabs → space, `é` → `e`), the map is the identity (null) too; when they are
+// only ASCII control whitespace, the bytes are patched in place and reused. `normalizeEachChar` is the
+// same pipeline without the scanner, the reference the fast path is property-tested against.
 import { confusablesMap } from 'confusables';
 import RE2 from 're2';
 
@@ -52,13 +59,6 @@ export interface HiddenText {
   end: number;
   text: string;
 }
-
-// Cheap test for the fast path: printable ASCII and single spaces only.
-const NEEDS_WORK = /[^\x21-\x7e ]| {2}/;
-const NON_PRINTABLE = /[^\x20-\x7e]/g;
-const DOUBLE_SPACE = / {2}/g;
-const ASCII_CONTROL_SPACE = /[\t\n\v\f\r]/;
-const ASCII_CONTROL_SPACE_G = /[\t\n\v\f\r]/g;
 
 function segmentOf(m: OffsetMap, pos: number): number {
   let lo = 0;
@@ -348,13 +348,31 @@ class MapBuilder {
   }
 }
 
+/** Normalize `original` (see the header). */
 export function normalize(original: string): NormalizedText {
-  // ASCII control whitespace becomes a space first: same length, so offsets stay one-to-one
-  const text = ASCII_CONTROL_SPACE.test(original) ? original.replace(ASCII_CONTROL_SPACE_G, ' ') : original;
-  if (!NEEDS_WORK.test(text)) {
-    return { text, map: null, originalLength: text.length, hidden: NO_HIDDEN };
-  }
+  return normalizeText(original, true);
+}
+
+/**
+ * The same, looking at every character in turn instead of skipping runs of plain ASCII with the byte
+ * scanner: the reference the fast path is tested against (normalize.test.ts).
+ */
+export function normalizeEachChar(original: string): NormalizedText {
+  return normalizeText(original, false);
+}
+
+function normalizeText(original: string, skim: boolean): NormalizedText {
+  const text = original;
   const len = text.length;
+  // the UTF-8 bytes of the original: the byte scanner finds the characters that need work in them, and
+  // when nothing changes (or only ASCII control whitespace becomes a space, patched in place), they are
+  // what the pattern scanners run on (utf8Of finds them again)
+  const bytes = skim ? utf8Of(text) : EMPTY_BYTES;
+  const words = skim ? wordsOf(bytes) : EMPTY_WORDS;
+  const blen = bytes.length;
+  if (skim && nextSpecial(bytes, words, 0, blen) === blen) {
+    return { text, map: null, originalLength: len, hidden: NO_HIDDEN };
+  }
   const map = new MapBuilder();
   const parts: string[] = [];
   let n = 0; // normalized length so far
@@ -367,6 +385,9 @@ export function normalize(original: string): NormalizedText {
   let runStart = 0;
   // a lookalike-script letter was kept: the word-level folding pass runs at the end
   let lookalikes = false;
+  // every change so far was ASCII control whitespace → space, patched into `bytes` at the same offset
+  let inPlace = skim;
+  let patched = false;
 
   const flushRun = (to: number) => {
     if (to > runStart) {
@@ -381,27 +402,39 @@ export function normalize(original: string): NormalizedText {
     tagText = '';
   };
 
-  let nextOther = -1;
-  let nextDouble = -1;
-  let i = 0;
+  let i = 0; // UTF-16 offset in the original
+  let p = 0; // the same position in `bytes` (skim only)
   while (i < len) {
     const c = text.charCodeAt(i);
-    // fast branch: a run of printable ASCII and single spaces up to the next non-printable character or
-    // double space (both searched forward once and remembered, so the text is scanned about once)
+    // a run of printable ASCII and single spaces: up to the next byte that needs work (skim), else one
     if (c >= 0x20 && c < 0x7f && !(c === 0x20 && lastSpace)) {
-      if (nextOther < i) {
-        NON_PRINTABLE.lastIndex = i;
-        nextOther = NON_PRINTABLE.exec(text)?.index ?? len;
-      }
-      if (nextDouble < i) {
-        DOUBLE_SPACE.lastIndex = i; // (a regex: V8 finds this faster than indexOf('  '))
-        const d = DOUBLE_SPACE.exec(text);
-        nextDouble = d === null ? len : d.index + 1; // the second space is the change
-      }
-      const j = nextOther < nextDouble ? nextOther : nextDouble;
       if (tagStart >= 0) endTag();
-      lastSpace = text.charCodeAt(j - 1) === 0x20;
-      i = j;
+      if (skim) {
+        const q = nextSpecial(bytes, words, p + 1, blen); // bytes before it are all ASCII: units = bytes
+        i += q - p;
+        p = q;
+        lastSpace = bytes[q - 1] === 0x20;
+      } else {
+        i++;
+        lastSpace = c === 0x20;
+      }
+      continue;
+    }
+    if (c >= 0x09 && c <= 0x0d && !lastSpace) {
+      // ASCII control whitespace after a non-space: one space, offsets one-to-one
+      if (tagStart >= 0) endTag();
+      flushRun(i);
+      parts.push(' ');
+      map.push(n, i, i + 1, 1);
+      n++;
+      if (skim) {
+        bytes[p] = 0x20;
+        patched = true;
+      }
+      lastSpace = true;
+      i++;
+      p++;
+      runStart = i;
       continue;
     }
     // slow branch: this code point changes the text
@@ -424,6 +457,7 @@ export function normalize(original: string): NormalizedText {
         if (tagStart >= 0) endTag();
         lastSpace = false;
         i++;
+        p += c < 0x800 ? 2 : 3;
         continue;
       }
       if (v !== COMPLEX) {
@@ -434,11 +468,14 @@ export function normalize(original: string): NormalizedText {
         n++;
         lastSpace = false;
         i++;
+        p += c < 0x800 ? 2 : 3;
         runStart = i;
+        inPlace = false;
         continue;
       }
     }
     flushRun(i);
+    inPlace = false;
     if (cp >= 0xe0000 && cp <= 0xe007f) {
       // tag characters: invisible; the ones spelling ASCII are hidden text
       if (tagStart < 0) tagStart = i;
@@ -477,18 +514,122 @@ export function normalize(original: string): NormalizedText {
       }
       // invisible characters are dropped and do not break a whitespace run
     }
+    p += width === 2 ? 4 : c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
     i += width;
     runStart = i;
   }
   flushRun(len);
   if (tagStart >= 0) endTag();
   const out = parts.join('');
+  const folded = lookalikes ? foldMixedWords(out) : out;
+  if (patched) forgetUtf8();
+  // one unchanged-length segment over everything (only one-to-one substitutions): the identity map
+  const identity = map.count === 1 && map.same[0] === 1 && n === len && map.origEnd[0] === len;
+  if (inPlace && patched && identity && folded === out) rememberUtf8(folded, bytes);
   return {
-    text: lookalikes ? foldMixedWords(out) : out,
-    map: map.done(),
+    text: folded,
+    map: identity ? null : map.done(),
     originalLength: len,
     hidden: hidden ?? NO_HIDDEN,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// UTF-8 encoding and the byte scanner.
+//
+// Finding the characters normalization changes with V8 regexes costs ~1.2–1.7 ns per character on
+// this kind of machine (a search for a double space, another for a non-printable character, another for
+// control whitespace: ~0.5 ms per 256 KiB). The pattern scanners need the text as UTF-8 anyway (RE2 runs
+// on bytes), so the text is encoded once into a reused scratch buffer (~0.3 ns per byte) and scanned
+// four bytes at a time for a byte outside printable ASCII or a second space in a row.
+
+/** longest scratch buffer kept between scans (a text of up to a third of this many units fits) */
+const SCRATCH_MAX = 1 << 20;
+let scratch = Buffer.alloc(0);
+let scratchWords: Uint32Array = new Uint32Array(0);
+// the last text encoded and its bytes (valid until the next utf8Of call or forgetUtf8)
+let lastText: string | null = null;
+let lastBytes: Buffer = scratch;
+const EMPTY_BYTES = Buffer.alloc(0);
+const EMPTY_WORDS = new Uint32Array(0);
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * `text` as UTF-8 in the scratch buffer (a fresh one for texts over a third of SCRATCH_MAX units). Valid
+ * until the next call: scans are synchronous and nothing keeps it. The same text twice in a row (the
+ * original that normalization left unchanged) is encoded once.
+ */
+export function utf8Of(text: string): Buffer {
+  if (text === lastText) return lastBytes;
+  const need = (text.length * 3 + 4) & ~3; // whole words, for the word view
+  let buf: Buffer;
+  if (need > SCRATCH_MAX) buf = Buffer.from(new ArrayBuffer(need));
+  else {
+    if (scratch.length < need) scratch = Buffer.from(new ArrayBuffer(Math.max(need, 64 * 1024)));
+    buf = scratch;
+  }
+  lastText = text;
+  lastBytes = buf.subarray(0, buf.write(text, 0, 'utf8'));
+  return lastBytes;
+}
+
+/** drop the remembered text (the scan is done with it) */
+export function forgetUtf8(): void {
+  lastText = null;
+}
+
+function rememberUtf8(text: string, bytes: Buffer): void {
+  lastText = text;
+  lastBytes = bytes;
+}
+
+/** a word view of the bytes (they start at offset 0 of their own ArrayBuffer) */
+function wordsOf(bytes: Buffer): Uint32Array {
+  if (!LITTLE_ENDIAN || bytes.byteOffset !== 0) return EMPTY_WORDS; // (the byte loop then)
+  if (scratchWords.buffer === bytes.buffer) return scratchWords;
+  const words = new Uint32Array(bytes.buffer, 0, bytes.buffer.byteLength >> 2);
+  if (bytes.buffer === scratch.buffer) scratchWords = words;
+  return words;
+}
+
+function specialAt(b: Uint8Array, q: number): boolean {
+  const c = b[q];
+  return c < 0x20 || c >= 0x7f || (c === 0x20 && q > 0 && b[q - 1] === 0x20);
+}
+
+/**
+ * First offset ≥ from in `b` (up to `end`) of a byte outside printable ASCII (0x20–0x7e) or of a space
+ * right after a space; `end` when there is none. Whole words of `w` (little-endian) are tested with
+ * carry-free per-byte arithmetic.
+ */
+export function nextSpecial(b: Uint8Array, w: Uint32Array, from: number, end: number): number {
+  let q = from;
+  if (w.length === 0) {
+    while (q < end && !specialAt(b, q)) q++;
+    return q;
+  }
+  while (q < end && (q & 3) !== 0) {
+    if (specialAt(b, q)) return q;
+    q++;
+  }
+  const wend = end >> 2;
+  let k = q >> 2;
+  let carry = q > 0 && b[q - 1] === 0x20 ? 0x80 : 0;
+  for (; k < wend; k++) {
+    const x = w[k];
+    // per byte, bit 7 set when: ≥ 0x80 | < 0x20 | = 0x7f | a space after a space
+    const lt20 = ~((x & 0x7f7f7f7f) + 0x60606060) & ~x;
+    const y = x ^ 0x7f7f7f7f;
+    const del = ~(((y & 0x7f7f7f7f) + 0x7f7f7f7f) | y);
+    const s = x ^ 0x20202020;
+    const sp = ~(((s & 0x7f7f7f7f) + 0x7f7f7f7f) | s) & 0x80808080;
+    const m = (x | lt20 | del | (sp & ((sp << 8) | carry))) & 0x80808080;
+    if (m !== 0) return (k << 2) + ((31 - Math.clz32(m & -m)) >> 3);
+    carry = (sp >>> 31) << 7;
+  }
+  q = Math.max(q, k << 2);
+  while (q < end && !specialAt(b, q)) q++;
+  return q;
 }
 
 // ---------------------------------------------------------------------------------------------

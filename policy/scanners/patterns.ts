@@ -11,6 +11,7 @@
 // prompt from ~48 to ~40 µs.
 import type { Source } from '../types.js';
 import { MARK_BASE64, type CompiledRule, type RuleGroup } from '../compile.js';
+import { forgetUtf8, utf8Of } from '../normalize.js';
 
 export interface RuleMatch {
   rule: CompiledRule;
@@ -33,9 +34,11 @@ export function matchRules(
   out: RuleMatch[],
 ): number {
   let may = 0;
-  if (group.rules.length === 0 || text.length === 0) return may;
-  // a long text goes to RE2 as one UTF-8 Buffer: node-re2 converts a string per RE2 object (the set and
-  // every rule that runs would each convert it again, ~0.7 ms per 256 KiB); short texts stay strings
+  if (group.rules.length === 0 || text.length === 0) {
+    forgetUtf8();
+    return may;
+  }
+  // one UTF-8 Buffer for the set and every rule (the one normalize encoded when the text is unchanged)
   const subject = utf8Of(text);
   const ascii = subject.length === text.length;
   // a rule runs when every set entry of one of its clauses hit (they all occur in any match of that
@@ -69,22 +72,8 @@ export function matchRules(
     if (source !== undefined && rule.sources !== null && !rule.sources.has(source)) continue;
     collect(rule, subject, ascii, out);
   }
+  forgetUtf8();
   return may;
-}
-
-/** longest scratch buffer kept between scans (a text of up to a third of this many units fits) */
-const SCRATCH_MAX = 1 << 20;
-let scratch = Buffer.allocUnsafe(0);
-
-/**
- * `text` as UTF-8, in a scratch buffer reused by every scan (a fresh 256 KiB Buffer costs ~0.1 ms more
- * than the encoding itself). Valid until the next call: scans are synchronous and nothing keeps it.
- */
-function utf8Of(text: string): Buffer {
-  const need = text.length * 3;
-  if (need > SCRATCH_MAX) return Buffer.from(text, 'utf8');
-  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.min(SCRATCH_MAX, Math.max(need, 64 * 1024)));
-  return scratch.subarray(0, scratch.write(text, 0, 'utf8'));
 }
 
 /** Forward-only UTF-8 byte offset → UTF-16 offset of `buf` (restart for earlier offsets). */
