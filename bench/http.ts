@@ -433,8 +433,8 @@ export async function run(): Promise<void> {
         `| ${kind} | ${inflight} | ${t.name} | ${f(median(s.map((x) => x.p50)))} | ${f(median(s.map((x) => x.p99)))} | ${mm(
           s.map((x) => x.rps),
           0,
-        )} | ${share} | ${added} | ${kind === 'stream' ? f(median(s.map((x) => x.ttfb50 ?? NaN))) : '-'} | ${f(
-          median(s.map((x) => x.cpuPerReq ?? NaN)),
+        )} | ${share} | ${added} | ${kind === 'stream' ? f(median(s.map((x) => x.ttfb50 ?? NaN))) : '-'} | ${mm(
+          s.map((x) => x.cpuPerReq ?? NaN),
           0,
         )} | ${f(median(s.map((x) => x.chainPerReq ?? NaN)), 0)} (${f(median(s.map((x) => x.clientPerReq ?? NaN)), 0)} + ${f(median(s.map((x) => x.serverPerReq ?? NaN)), 0)}) | ${cpuShare} | ${s.reduce((a, x) => a + x.errors, 0)} |`,
       );

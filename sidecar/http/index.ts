@@ -42,6 +42,7 @@ import {
 } from './openai.js';
 import { inspectedRoute, pathAllowed, type InspectedRoute, type RouteKind } from './routes.js';
 import { BINARY_HEADER, splitBinary } from './kserve-binary.js';
+import { Cancel, upstreamCall, type UpstreamReply } from './call.js';
 import { SseDecoder, SseTooLargeError, type SseEvent } from './sse.js';
 import { StreamBoundError, type StreamEnv, type StreamGuard } from './stream-guard.js';
 import { OpenAiStreamGuard } from './stream-openai.js';
@@ -133,10 +134,14 @@ export async function createHttpListener(
     },
     (req, res) => {
       inflight++;
+      // one listener per request: the in-flight count, and a client gone before its answer is complete
+      // aborts the upstream call
+      const cancel = new Cancel();
       res.once('close', () => {
+        if (!res.writableFinished) cancel.abort();
         if (--inflight === 0) drained?.();
       });
-      handle(req, res).catch((e: unknown) => {
+      handle(req, res, cancel).catch((e: unknown) => {
         // handle() answers every error it knows; this is a bug, so fail closed and say nothing more
         ctx.log.error({ err: e instanceof Error ? e.message : String(e) }, 'http handler failed');
         if (!res.headersSent) res.writeHead(500).end();
@@ -174,7 +179,7 @@ export async function createHttpListener(
   });
   const addr = server.address() as AddressInfo;
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, cancel: Cancel): Promise<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -194,17 +199,11 @@ export async function createHttpListener(
       ended = true;
       trace.end({ decision, status });
     };
-    const ac = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) {
-        ac.abort();
-        end('allow', 'client_closed');
-      }
-    });
+    cancel.whenAborted(() => end('allow', 'client_closed'));
     try {
       if (!route) {
         if (pathAllowed(policy.http.allowPaths, method, path)) {
-          const status = await passthrough(req, res, url, method, trace, ac.signal);
+          const status = await passthrough(req, res, url, method, trace, cancel);
           end('allow', status);
           return;
         }
@@ -219,10 +218,10 @@ export async function createHttpListener(
         end('block', 403);
         return;
       }
-      const r = await inspect(req, res, url, method, route, policy, trace, ac.signal);
+      const r = await inspect(req, res, url, method, route, policy, trace, cancel);
       end(r.decision, r.status);
     } catch (e) {
-      if (ac.signal.aborted) return end('allow', 'client_closed');
+      if (cancel.aborted) return end('allow', 'client_closed');
       let err: GuardError;
       if (e instanceof GuardError) err = e;
       else {
@@ -249,19 +248,21 @@ export async function createHttpListener(
     url: string,
     method: string,
     trace: RequestTrace,
-    signal: AbortSignal,
+    cancel: Cancel,
   ): Promise<number> {
     const headers = requestHeaders(req.headers);
     injectTrace(trace, headers);
     const hasBody =
       req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     const t0 = performance.now();
-    const up = await pool
-      .request({ path: url, method: method as 'GET', headers, body: hasBody ? req : null, signal })
-      .catch(rethrowUpstream);
+    const up = await upstreamCall(
+      pool,
+      { path: url, method: method as 'GET', headers, body: hasBody ? req : null },
+      cancel,
+    ).catch(rethrowUpstream);
     trace.upstream((performance.now() - t0) / 1000);
     res.writeHead(up.statusCode, responseHeaders(up.headers));
-    for await (const chunk of up.body) await writeOut(res, chunk);
+    for await (const chunk of up) await writeOut(res, chunk);
     res.end();
     return up.statusCode;
   }
@@ -274,7 +275,7 @@ export async function createHttpListener(
     route: InspectedRoute,
     policy: CompiledPolicy,
     trace: RequestTrace,
-    signal: AbortSignal,
+    cancel: Cancel,
   ): Promise<{ decision: Decision; status: number }> {
     const max = policy.limits.maxRequestBytes;
     const encoding = headerValue(req.headers['content-encoding']);
@@ -390,9 +391,11 @@ export async function createHttpListener(
     headers['accept-encoding'] = 'identity';
     injectTrace(trace, headers);
     const tu = performance.now();
-    const up = await pool
-      .request({ path: url, method: method as 'POST', headers, body: outBody, signal })
-      .catch(rethrowUpstream);
+    const up = await upstreamCall(
+      pool,
+      { path: url, method: method as 'POST', headers, body: outBody },
+      cancel,
+    ).catch(rethrowUpstream);
     trace.upstream((performance.now() - tu) / 1000);
 
     const rh = responseHeaders(up.headers);
@@ -412,11 +415,11 @@ export async function createHttpListener(
     if (!ok || !decode) {
       // errors and embeddings vectors carry no model text: passed on as they are
       res.writeHead(up.statusCode, rh);
-      for await (const chunk of up.body) await writeOut(res, chunk);
+      for await (const chunk of up) await writeOut(res, chunk);
       res.end();
       return { decision, status: up.statusCode };
     }
-    const out = await readResponse(up.body, maxResponseBytes);
+    const out = await readResponse(up, maxResponseBytes);
     let plain: Buffer;
     try {
       plain = decodeBody(out, headerValue(up.headers['content-encoding']), maxResponseBytes);
@@ -509,7 +512,7 @@ export async function createHttpListener(
 
   async function streamResponse(
     res: ServerResponse,
-    up: { statusCode: number; body: AsyncIterable<Buffer> & { destroy(e?: Error): unknown } },
+    up: UpstreamReply,
     rh: HeaderMap,
     kind: RouteKind,
     env: StreamEnv,
@@ -537,7 +540,7 @@ export async function createHttpListener(
       if (s) await writeOut(res, s);
     };
     try {
-      for await (const chunk of up.body) {
+      for await (const chunk of up) {
         if (passthroughRest) {
           await writeOut(res, chunk);
           continue;
@@ -578,14 +581,14 @@ export async function createHttpListener(
             : new GuardError('engine_fault');
           await write(out + errorEvent(err, env.traceId));
           res.end();
-          up.body.destroy();
+          up.destroy();
           return { decision: 'block', status: err.http };
         }
         scanSeconds += (performance.now() - t) / 1000;
         await write(out);
         if (guard.blocked) {
           res.end();
-          up.body.destroy();
+          up.destroy();
           break;
         }
       }
@@ -634,20 +637,15 @@ export async function createHttpListener(
     throw new GuardError('engine_fault');
   }
 
-  async function readResponse(body: AsyncIterable<Buffer>, max: number): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    let size = 0;
+  async function readResponse(up: UpstreamReply, max: number): Promise<Buffer> {
     try {
-      for await (const c of body) {
-        size += c.length;
-        if (size > max)
-          throw new GuardError('upstream_unavailable', { reason: `response larger than ${max} bytes` });
-        chunks.push(c);
-      }
+      return await up.readAll(
+        max,
+        () => new GuardError('upstream_unavailable', { reason: `response larger than ${max} bytes` }),
+      );
     } catch (e) {
       throw e instanceof GuardError ? e : upstreamError(e);
     }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
   }
 
   return {
