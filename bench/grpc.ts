@@ -21,6 +21,9 @@ const SVC = '/inference.GRPCInferenceService';
 const WARMUP_MS = 300;
 const MEASURE_MS = Number(process.env.BENCH_GRPC_MS ?? 1500);
 const STREAM_RESPONSES = 8;
+// for profiling one case: BENCH_GRPC_CELLS=stream/64,unary/1 BENCH_GRPC_SIDECARS=default,empty,passthrough
+const ONLY_CELLS = process.env.BENCH_GRPC_CELLS?.split(',');
+const ONLY_SIDECARS = process.env.BENCH_GRPC_SIDECARS?.split(',');
 const id = (b: Buffer): Buffer => b;
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +277,9 @@ export async function run(): Promise<void> {
   const targets: { name: string; port?: number; note?: string }[] = [{ name: 'direct', port: upstream.port }];
   const nginx = await startNginx(upstream.port!);
   targets.push({ name: 'nginx grpc_pass', port: nginx.port, note: nginx.error });
-  for (const which of ['passthrough', 'empty', 'default'] as const) {
+  for (const which of (['passthrough', 'empty', 'default'] as const).filter(
+    (w) => !ONLY_SIDECARS || ONLY_SIDECARS.includes(w),
+  )) {
     const s = await child(['--role', 'sidecar', String(upstream.port), which]);
     children.push(s.proc);
     const name = which === 'passthrough' ? 'bare node:http2 relay' : `sidecar (${which} policy)`;
@@ -286,6 +291,7 @@ export async function run(): Promise<void> {
   try {
     for (const kind of ['unary', 'stream'] as const) {
       for (const inflight of [1, 64]) {
+        if (ONLY_CELLS && !ONLY_CELLS.includes(`${kind}/${inflight}`)) continue;
         for (const t of targets) {
           if (t.port === undefined) continue;
           rows.push({ target: t.name, kind, inflight, r: await measure(t.port, kind, inflight, body) });

@@ -114,23 +114,19 @@ const SCALAR_WIRE: Record<string, number> = protobuf.types.basic as unknown as R
  * nothing. Throws a plain Error with a structural reason; decode() wraps it in MalformedMessage.
  */
 function checkWire(type: protobuf.Type, reader: protobuf.Reader, end: number, at: string): void {
-  const seen = new Set<number>();
+  const fields = fieldTable(type);
+  let seen: Set<number> | undefined;
   while (reader.pos < end) {
     const tag = reader.uint32();
     const id = tag >>> 3;
     const wire = tag & 7;
-    const field = type.fieldsById[id];
+    const field = fields.get(id);
     if (!field) {
       reader.skipType(wire);
       if (reader.pos > end) throw new Error(`index out of range: ${reader.pos} > ${end}`);
       continue;
     }
-    field.resolve();
-    const message = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
-    // enums travel as varints
-    const scalar = field.resolvedType instanceof protobuf.Enum ? 0 : SCALAR_WIRE[field.type];
-    const lengthDelimited = message !== undefined || field.map || scalar === undefined;
-    const ok = lengthDelimited ? wire === 2 : wire === scalar || (field.repeated && wire === 2);
+    const ok = field.lengthDelimited ? wire === 2 : wire === field.scalar || (field.repeated && wire === 2);
     if (!ok) throw new Error(`field ${at}${field.name} has wire type ${wire}`);
     if (wire !== 2) {
       reader.skipType(wire);
@@ -139,11 +135,13 @@ function checkWire(type: protobuf.Type, reader: protobuf.Reader, end: number, at
     const len = reader.uint32();
     const stop = reader.pos + len;
     if (stop > end) throw new Error(`index out of range: ${reader.pos} + ${len} > ${end}`);
+    const message = field.message;
     if (field.map) {
       // a map entry is a message {1: key, 2: value}; a message value given twice merges too
       if (message) checkMapEntry(message, reader, stop, `${at}${field.name}.`);
     } else if (message) {
       if (!field.repeated) {
+        seen ??= new Set();
         if (seen.has(id)) throw new Error(`field ${at}${field.name} given more than once`);
         seen.add(id);
       }
@@ -151,6 +149,42 @@ function checkWire(type: protobuf.Type, reader: protobuf.Reader, end: number, at
     }
     reader.pos = stop;
   }
+}
+
+interface FieldWire {
+  name: string;
+  /** the embedded message type (or a map's value type) */
+  message?: protobuf.Type;
+  map: boolean;
+  repeated: boolean;
+  lengthDelimited: boolean;
+  /** the wire type of a scalar */
+  scalar?: number;
+}
+
+const FIELD_TABLES = new WeakMap<protobuf.Type, Map<number, FieldWire>>();
+
+/** what checkWire needs of each field, resolved once per type */
+function fieldTable(type: protobuf.Type): Map<number, FieldWire> {
+  let table = FIELD_TABLES.get(type);
+  if (table) return table;
+  table = new Map();
+  for (const field of type.fieldsArray) {
+    field.resolve();
+    const message = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    // enums travel as varints
+    const scalar = field.resolvedType instanceof protobuf.Enum ? 0 : SCALAR_WIRE[field.type];
+    table.set(field.id, {
+      name: field.name,
+      message,
+      map: field.map,
+      repeated: field.repeated,
+      lengthDelimited: message !== undefined || field.map || scalar === undefined,
+      scalar,
+    });
+  }
+  FIELD_TABLES.set(type, table);
+  return table;
 }
 
 function checkMapEntry(value: protobuf.Type, reader: protobuf.Reader, end: number, at: string): void {

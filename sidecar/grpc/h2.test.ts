@@ -352,6 +352,8 @@ describe('flow control', () => {
     });
     let status: string | undefined;
     req.on('trailers', (h) => (status = h['grpc-status'] as string));
+    req.on('error', () => {});
+    const closed = new Promise((r) => req.on('close', r));
     req.pause();
     req.end(frame(body));
     await new Promise((r) => setTimeout(r, 600));
@@ -362,8 +364,8 @@ describe('flow control', () => {
       for (const f of decoder.push(chunk)) got.push(Buffer.from(f.payload));
     });
     req.resume();
-    await new Promise((r) => req.on('close', r));
-    return { stalledAt, status, got };
+    await closed;
+    return { stalledAt, status, got, reset: req.rstCode };
   }
 
   it('a streamed answer relayed as bytes (health Watch) holds the model server back while the client does not read', async () => {
@@ -371,6 +373,7 @@ describe('flow control', () => {
     const { port, state } = await flood(msg);
     const l = await sidecarTo(port);
     const r = await slowReader(l, WATCH, Buffer.alloc(0), state);
+    expect(r.reset).toBe(http2.constants.NGHTTP2_NO_ERROR);
     expect(r.stalledAt).toBeLessThan(COUNT / 4);
     expect(r.status).toBe('0');
     expect(r.got).toHaveLength(COUNT);
@@ -391,6 +394,7 @@ describe('flow control', () => {
     const { port, state } = await flood(msg);
     const l = await sidecarTo(port);
     const r = await slowReader(l, STREAM_INFER, encodeInferRequest({ id: 's', text: 'go' }), state);
+    expect(r.reset).toBe(http2.constants.NGHTTP2_NO_ERROR);
     expect(r.stalledAt).toBeLessThan(COUNT / 4);
     expect(r.status).toBe('0');
     const all = r.got.map((b) => outputText(decodeStreamResponse(b).infer_response!)).join('');

@@ -296,9 +296,17 @@ export class Relay {
       this.#done = true;
       clearTimeout(this.#timer);
       this.st.upstreamDone();
-      if (!this.#down.destroyed && !this.#down.closed) {
-        this.#down.respond(relayHeaders(h, false), { endStream: true });
-        this.#down.resume();
+      const down = this.#down;
+      if (down.destroyed || down.closed) {
+        /* the client is gone */
+      } else if (down.headersSent) {
+        const t = relayHeaders(h, true);
+        delete t[':status'];
+        this.#trailers = t;
+        down.end();
+      } else {
+        down.respond(relayHeaders(h, false), { endStream: true });
+        down.resume();
       }
       this.st.end(code ?? 2);
       return;
@@ -307,7 +315,7 @@ export class Relay {
       return this.fail(new GuardError('upstream_unavailable', { reason: `HTTP status ${h[':status']}` }));
     }
     this.#responseEncoding = header(h['grpc-encoding']);
-    if (this.#down.destroyed || this.#down.closed) return;
+    if (this.#down.destroyed || this.#down.closed || this.#down.headersSent) return;
     this.#down.respond(relayHeaders(h, false), { waitForTrailers: true });
   }
 
