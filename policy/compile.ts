@@ -127,8 +127,13 @@ export const URL_MAX_LENGTH = 2048;
 /** set entries that are not rules: a possible base64/hex run, a possible %-encoded run */
 export const MARK_BASE64 = -1;
 export const MARK_PERCENT = -2;
+/** an HTML character reference, a \uXXXX escape (what normalize.ts decodes when two are in a token) */
+export const MARK_ENTITY = -3;
+export const MARK_ESCAPE = -4;
 const ENCODED_BASE64_HINT = '[A-Za-z0-9+/_-]{16}';
 const ENCODED_PERCENT_HINT = '%[0-9A-Fa-f]{2}[^\\s%]*%[0-9A-Fa-f]{2}';
+const ENTITY_HINT = '&(?:#[0-9xX]|lt;|gt;|amp;|quot;|apos;|nbsp;)';
+const ESCAPE_HINT = '\\\\u[0-9A-Fa-f]{4}';
 
 /** the rule's own RE2: without capture groups unless a validator needs group 1 */
 function compileOffsets(pattern: string, keepGroups: boolean): RE2 {
@@ -212,11 +217,13 @@ function compileGroup(resolved: ResolvedPolicy, direction: Direction, extraHoldb
     }
   });
   const required = Int32Array.from(requiredList);
-  // two markers ride along in the set so a scan learns for free whether any text could be encoded
+  // markers ride along in the set so a scan learns for free whether any text could be encoded
   if (entries.length > 0 || always.length > 0) {
     entries.push(
       [MARK_BASE64, MARK_BASE64, ENCODED_BASE64_HINT],
       [MARK_PERCENT, MARK_PERCENT, ENCODED_PERCENT_HINT],
+      [MARK_ENTITY, MARK_ENTITY, ENTITY_HINT],
+      [MARK_ESCAPE, MARK_ESCAPE, ESCAPE_HINT],
     );
   }
   const refused: number[] = [];

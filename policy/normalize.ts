@@ -723,14 +723,18 @@ function percentDecode(s: string): string | null {
 }
 
 /**
- * Encoded runs in `text` (base64, hex, %-encoding when `kinds` says the set saw a possible run; HTML
- * character references and \uXXXX escapes, two or more in a token, always) that decode to mostly printable text, at most `budget` decoded characters in
- * total (runs past the budget are left alone: the caller reports nothing for them).
+ * Encoded runs in `text` (base64/hex, %-encoding, HTML character references and \uXXXX escapes — the
+ * last two with two or more in a token — each when `kinds` says the set's markers saw a possible one;
+ * html and escape default to on) that decode to mostly printable text, at most `budget` decoded
+ * characters in total (runs past the budget are left alone: the caller reports nothing for them).
  */
 export function findEncodedRuns(
   text: string,
   budget: number,
-  kinds = { base64: true, percent: true },
+  kinds: { base64: boolean; percent: boolean; html?: boolean; escape?: boolean } = {
+    base64: true,
+    percent: true,
+  },
 ): EncodedRun[] {
   const out: EncodedRun[] = [];
   if (budget <= 0) return out;
@@ -776,11 +780,11 @@ export function findEncodedRuns(
       }
     }
   }
-  for (const [mark, re, decode, kind] of [
-    ['&', ENTITY_RUN, decodeEntities, 'html'],
-    ['\\u', ESCAPE_RUN, decodeEscapes, 'escape'],
+  for (const [mark, re, decode, kind, on] of [
+    ['&', ENTITY_RUN, decodeEntities, 'html', kinds.html !== false],
+    ['\\u', ESCAPE_RUN, decodeEscapes, 'escape', kinds.escape !== false],
   ] as const) {
-    if (used >= budget || !text.includes(mark)) continue;
+    if (!on || used >= budget || !text.includes(mark)) continue;
     re.lastIndex = 0;
     let m: RegExpExecArray | null;
     while ((m = re.exec(text)) !== null && used < budget) {

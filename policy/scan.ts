@@ -29,7 +29,14 @@ import { findEncodedRuns, normalize, toOriginal, type EncodedRun, type Normalize
 
 const NO_RUNS: readonly EncodedRun[] = Object.freeze([]);
 const NO_HIDDEN: NormalizedText['hidden'] = Object.freeze([]);
-import { MAY_BASE64, MAY_PERCENT, matchRules, type RuleMatch } from './scanners/patterns.js';
+import {
+  MAY_BASE64,
+  MAY_ENTITY,
+  MAY_ESCAPE,
+  MAY_PERCENT,
+  matchRules,
+  type RuleMatch,
+} from './scanners/patterns.js';
 import { leakIndexFor, type LeakIndex } from './scanners/leak.js';
 import { scanUrls } from './scanners/urls.js';
 import { checkCall, checkDefinitions } from './scanners/tools.js';
@@ -140,14 +147,16 @@ function scanLevel(
     }
   }
   if (depth < sink.maxDepth && budget.left > 0) {
-    // the set's markers tell whether a base64/hex or %-encoded run can exist at all; HTML references and
-    // \u escapes are looked for only when the text has a `&` or `\u`
+    // the set's markers tell whether a base64/hex or %-encoded run, an HTML reference or a \u escape can
+    // exist at all (0 also when the direction has no rules: nothing could be found in decoded text)
     const runs =
-      may === 0 && !n.text.includes('&') && !n.text.includes('\\u')
+      may === 0
         ? NO_RUNS
         : findEncodedRuns(n.text, budget.left, {
             base64: (may & MAY_BASE64) !== 0,
             percent: (may & MAY_PERCENT) !== 0,
+            html: (may & MAY_ENTITY) !== 0,
+            escape: (may & MAY_ESCAPE) !== 0,
           });
     for (const run of runs) {
       if (allows !== null && contained(allows, run.start, run.end)) continue;

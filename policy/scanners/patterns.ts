@@ -10,7 +10,7 @@
 // ~69 MB/s on 256 KiB of user text; doing it for short texts as well and reusing the buffer took a 4 KiB
 // prompt from ~48 to ~40 µs.
 import type { Source } from '../types.js';
-import { MARK_BASE64, type CompiledRule, type RuleGroup } from '../compile.js';
+import type { CompiledRule, RuleGroup } from '../compile.js';
 import { forgetUtf8, utf8Of } from '../normalize.js';
 
 export interface RuleMatch {
@@ -19,9 +19,14 @@ export interface RuleMatch {
   end: number;
 }
 
-/** matchRules result bits: the text may hold a base64/hex run, a %-encoded run (worth decoding) */
+/**
+ * matchRules result bits: the text may hold a base64/hex run, a %-encoded run, an HTML character
+ * reference, a \uXXXX escape (worth decoding); bit k is marker -(k + 1) of compile.ts (MARK_*)
+ */
 export const MAY_BASE64 = 1;
 export const MAY_PERCENT = 2;
+export const MAY_ENTITY = 4;
+export const MAY_ESCAPE = 8;
 
 /**
  * Append every match of the group's rules in `text` to `out` (rules filtered by `source` when given).
@@ -50,7 +55,7 @@ export function matchRules(
       const hits = set.match(subject);
       for (let h = 0; h < hits.length; h++) {
         const cl = clauseIndex[hits[h]];
-        if (cl < 0) may |= cl === MARK_BASE64 ? MAY_BASE64 : MAY_PERCENT;
+        if (cl < 0) may |= 1 << (-cl - 1);
         else if (counts[cl]++ === 0) touched.push(cl);
       }
     }
