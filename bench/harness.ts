@@ -34,7 +34,15 @@ export function compileForBench(entries: string[]): { root?: string; error?: str
     config,
     JSON.stringify({
       extends: path.join(ROOT, 'tsconfig.json'),
-      compilerOptions: { outDir: out, rootDir: ROOT, sourceMap: false, noEmit: false, declaration: false },
+      compilerOptions: {
+        outDir: out,
+        rootDir: ROOT,
+        // `types` resolve from the config's folder by default, which is this temporary one
+        typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+        sourceMap: false,
+        noEmit: false,
+        declaration: false,
+      },
       files: entries.map((e) => path.join(ROOT, e)),
       include: [],
     }),
