@@ -264,6 +264,44 @@ describe('upstream connection', () => {
     second.server.forceShutdown();
   });
 
+  it('a model server that is not listening: UNAVAILABLE naming the connection error', async () => {
+    const gone = await rawUpstream(() => {});
+    await closers.pop()!(); // stop it again: its port now refuses connections
+    const l = await sidecarTo(gone.port);
+    const r = await unary(client(l), INFER, encodeInferRequest({ text: 'hi' }));
+    expect(r.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(r.status.details).toBe(`model server unavailable: connect ECONNREFUSED 127.0.0.1:${gone.port}`);
+  });
+
+  it('a call the model server refuses unprocessed (REFUSED_STREAM) is sent again once, byte for byte', async () => {
+    const reply = encodeInferResponse(answer('second try'));
+    let refuse = 1;
+    const up = await rawUpstream((stream) => {
+      if (refuse > 0) {
+        refuse--;
+        return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      }
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(frame(reply));
+    });
+    const l = await sidecarTo(up.port);
+    const body = encodeInferRequest({ text: 'hello' });
+    const r = await unary(client(l), INFER, body);
+    expect(r.status.code).toBe(grpc.status.OK);
+    expect(r.value!.equals(reply)).toBe(true);
+    expect(up.seen).toHaveLength(2);
+    expect(up.seen[0].body.equals(frame(body))).toBe(true);
+    expect(up.seen[1].body.equals(frame(body))).toBe(true);
+    // refused twice: the client's UNAVAILABLE
+    refuse = 2;
+    const again = await unary(client(l), `${SVC}/ServerMetadata`, Buffer.alloc(0));
+    expect(again.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(again.status.details).toBe(
+      'model server unavailable: the model server reset the stream (HTTP/2 error 7)',
+    );
+  });
+
   it('a model server that dies mid-answer: UNAVAILABLE for the client, the partial message is not delivered', async () => {
     const up = await rawUpstream((stream) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' });

@@ -28,7 +28,9 @@ import {
   type Status,
 } from './wire.js';
 
-const { NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
+/** request bytes kept to replay a call the model server refused unprocessed (REFUSED_STREAM, e.g. after its GOAWAY) */
+const REPLAY_MAX_BYTES = 64 * 1024;
 const OK = 0;
 const CANCELLED = 1;
 const INTERNAL = 13;
@@ -85,6 +87,7 @@ export class Relay {
   readonly #deadline: number | undefined;
   readonly #hooks: MessageHooks | undefined;
   #up: http2.ClientHttp2Stream | undefined;
+  #session: http2.ClientHttp2Session | undefined;
   #upError: string | undefined;
   #upHeaders = false;
   #upTrailers: Headers | undefined;
@@ -92,6 +95,11 @@ export class Relay {
   #trailers: OutHeaders | undefined;
   #done = false;
   #timer: NodeJS.Timeout | undefined;
+  /** what went upstream so far, while it can still be replayed */
+  #replay: Buffer[] | undefined = [];
+  #replayBytes = 0;
+  #retried = false;
+  #requestEnded = false;
   // request side
   readonly #reqTracker: FrameTracker | undefined;
   readonly #reqDecoder: FrameDecoder | undefined;
@@ -187,28 +195,56 @@ export class Relay {
 
   #openUpstream(): boolean {
     if (this.#up || this.#done) return !this.#done;
-    const inspected = this.#hooks !== undefined;
-    let up: http2.ClientHttp2Stream;
-    try {
-      up = this.#env.pool
-        .session()
-        .request(
-          upstreamHeaders(this.#headers, this.#env.pool.authority, this.st.trace, this.#deadline, inspected),
-        );
-    } catch (err) {
-      this.fail(new GuardError('upstream_unavailable', { reason: (err as Error).message }));
-      return false;
+    const pool = this.#env.pool;
+    const headers = upstreamHeaders(
+      this.#headers,
+      pool.authority,
+      this.st.trace,
+      this.#deadline,
+      this.#hooks !== undefined,
+    );
+    let up: http2.ClientHttp2Stream | undefined;
+    // a session that went bad between two calls (GOAWAY, reset) throws here: try a fresh one once
+    for (let attempt = 0; up === undefined; attempt++) {
+      let session: http2.ClientHttp2Session | undefined;
+      try {
+        session = pool.session();
+        up = session.request(headers);
+        this.#session = session;
+      } catch (err) {
+        if (session) pool.discard(session);
+        if (attempt > 0 || !session) {
+          this.fail(new GuardError('upstream_unavailable', { reason: (err as Error).message }));
+          return false;
+        }
+      }
     }
     this.#up = up;
     this.st.upstreamStarted();
-    up.on('response', (h: Headers, flags: number) => this.#onResponseHeaders(h, flags));
-    up.on('data', (chunk: Buffer) => this.#onResponseData(chunk));
-    up.on('trailers', (h: Headers) => (this.#upTrailers = h));
-    up.on('end', () => this.#onUpstreamEnd());
-    up.on('close', () => this.#onUpstreamClose());
-    up.on('error', (err: Error) => (this.#upError ??= err.message));
-    up.on('drain', () => this.#down.resume());
+    const mine = (): boolean => up === this.#up;
+    up.on('response', (h: Headers, flags: number) => mine() && this.#onResponseHeaders(h, flags));
+    up.on('data', (chunk: Buffer) => mine() && this.#onResponseData(chunk));
+    up.on('trailers', (h: Headers) => mine() && (this.#upTrailers = h));
+    up.on('end', () => mine() && this.#onUpstreamEnd());
+    up.on('close', () => mine() && this.#onUpstreamClose());
+    up.on('error', (err: Error) => mine() && (this.#upError ??= err.message));
+    up.on('drain', () => mine() && this.#down.resume());
     return true;
+  }
+
+  /** write request bytes upstream, remembering them while a replay is still possible */
+  #toUpstream(buf: Buffer): void {
+    if (this.#replay) {
+      this.#replayBytes += buf.length;
+      if (this.#replayBytes > REPLAY_MAX_BYTES) this.#replay = undefined;
+      else this.#replay.push(buf);
+    }
+    if (!this.#up!.write(buf)) this.#down.pause();
+  }
+
+  #endUpstream(): void {
+    this.#requestEnded = true;
+    this.#up!.end();
   }
 
   // ---- client → upstream
@@ -221,7 +257,7 @@ export class Relay {
       } catch (err) {
         return this.#tooLarge(err);
       }
-      if (!this.#up!.write(chunk)) this.#down.pause();
+      this.#toUpstream(chunk);
       return;
     }
     let frames: Frame[];
@@ -240,7 +276,7 @@ export class Relay {
       const out = this.#hooks.request(msg);
       if (out === undefined || this.#done) return;
       if (!this.#openUpstream()) return;
-      if (!this.#up!.write(out === msg ? f.wire : frame(out))) this.#down.pause();
+      this.#toUpstream(out === msg ? f.wire : frame(out));
     }
   }
 
@@ -250,7 +286,7 @@ export class Relay {
       return this.#failWith({ code: INTERNAL, details: 'the request ended inside a message' });
     }
     if (!this.#openUpstream()) return;
-    this.#up!.end();
+    this.#endUpstream();
   }
 
   #onDownClose(): void {
@@ -290,6 +326,7 @@ export class Relay {
   #onResponseHeaders(h: Headers, flags: number): void {
     if (this.#done) return;
     this.#upHeaders = true;
+    this.#replay = undefined;
     const code = statusOf(h);
     if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM || code !== undefined) {
       // Trailers-Only: the whole answer, relayed as is
@@ -373,17 +410,35 @@ export class Relay {
     this.st.end(code);
   }
 
-  #onUpstreamClose(): void {
+  #onUpstreamClose(deferred = false): void {
     if (this.#done) return;
-    this.st.upstreamDone();
     const up = this.#up!;
+    if (!deferred && this.#session?.destroyed) {
+      // the whole connection went: its error (e.g. connect ECONNREFUSED) is emitted after the streams close
+      setImmediate(() => up === this.#up && this.#onUpstreamClose(true));
+      return;
+    }
+    if (up.rstCode === NGHTTP2_REFUSED_STREAM && !this.#upHeaders && this.#replay && !this.#retried) {
+      // the model server did not process the stream (RFC 9113 §8.7): send the call again, once
+      this.#retried = true;
+      this.#up = undefined;
+      this.#upError = undefined;
+      if (!this.#openUpstream()) return;
+      let ok = true;
+      for (const b of this.#replay) ok = this.#up!.write(b);
+      if (this.#requestEnded) this.#up!.end();
+      if (ok) this.#down.resume();
+      return;
+    }
+    this.st.upstreamDone();
     const reason =
-      this.#upError ??
-      (up.rstCode && up.rstCode !== 0
+      this.#env.pool.errorOf(this.#session) ??
+      (up.rstCode
         ? `the model server reset the stream (HTTP/2 error ${up.rstCode})`
-        : this.#upHeaders
-          ? 'the model server ended the call without a status'
-          : (this.#env.pool.lastError ?? 'connection closed'));
+        : (this.#upError ??
+          (this.#upHeaders
+            ? 'the model server ended the call without a status'
+            : (this.#env.pool.lastError ?? 'connection closed'))));
     this.fail(new GuardError('upstream_unavailable', { reason }));
   }
 }

@@ -17,6 +17,7 @@ export class UpstreamPool {
   #closed = false;
   /** why the last session failed, for error messages */
   lastError?: string;
+  readonly #errors = new WeakMap<http2.ClientHttp2Session, string>();
 
   constructor(
     readonly host: string,
@@ -50,6 +51,7 @@ export class UpstreamPool {
     s.on('connect', () => s.setLocalWindowSize(SESSION_WINDOW));
     s.on('error', (err: Error) => {
       this.lastError = err.message;
+      this.#errors.set(s, err.message);
       drop();
     });
     // a graceful GOAWAY: streams already open finish on this session, new ones go to a new session
@@ -58,6 +60,18 @@ export class UpstreamPool {
     // an idle session must not keep the process alive
     s.unref();
     return s;
+  }
+
+  /** why this session failed (connection refused, reset...), if it did */
+  errorOf(session: http2.ClientHttp2Session | undefined): string | undefined {
+    return session ? this.#errors.get(session) : undefined;
+  }
+
+  /** stop handing out a session that failed to open a stream */
+  discard(session: http2.ClientHttp2Session): void {
+    const i = this.#sessions.indexOf(session);
+    if (i >= 0) this.#sessions[i] = undefined;
+    if (!session.destroyed) session.close();
   }
 
   close(): void {
