@@ -96,15 +96,29 @@ export const NOT_TEXT = new Set([
  */
 export const MAX_JSON_DEPTH = 256;
 
-/** true when `v` nests objects/arrays deeper than `max` levels (iterative: no recursion to overflow) */
+/**
+ * true when `v` nests objects/arrays deeper than `max` levels. Runs on every body, so it allocates
+ * nothing; it recurses, but never deeper than `max` + 1 frames (it stops there), so a hostile nesting
+ * cannot overflow the stack.
+ */
 export function nestedDeeperThan(v: Json, max: number): boolean {
   if (typeof v !== 'object' || v === null) return false;
-  const stack: [Json, number][] = [[v, 1]];
-  while (stack.length) {
-    const [x, d] = stack.pop()!;
-    if (d > max) return true;
-    const children: Json[] = Array.isArray(x) ? x : Object.values(x);
-    for (const c of children) if (typeof c === 'object' && c !== null) stack.push([c, d + 1]);
+  return deeper(v, 1, max);
+}
+
+function deeper(x: Json, d: number, max: number): boolean {
+  if (d > max) return true;
+  if (Array.isArray(x)) {
+    for (let i = 0; i < x.length; i++) {
+      const c = x[i];
+      if (typeof c === 'object' && c !== null && deeper(c, d + 1, max)) return true;
+    }
+    return false;
+  }
+  // JSON.parse objects have only own enumerable keys (a "__proto__" key is an own property too)
+  for (const k in x) {
+    const c = x[k];
+    if (typeof c === 'object' && c !== null && deeper(c, d + 1, max)) return true;
   }
   return false;
 }

@@ -1,6 +1,7 @@
 // The HTTP listener: OpenAI-compatible routes, KServe v2 REST and Triton generate, decoded into the
 // engine's exchanges, judged, and forwarded to the model server over a keep-alive undici Pool.
 // See docs/http.md for what a client sees.
+import { isUtf8 } from 'node:buffer';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -98,8 +99,6 @@ const ROUTE_FINDING: Finding = {
   start: -1,
   end: -1,
 };
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export const startHttpListener: StartListener = (ctx, spec) => createHttpListener(ctx, spec);
 
@@ -298,12 +297,10 @@ export async function createHttpListener(
       jsonPart = split.json;
       blob = split.blob;
     }
-    let text: string;
-    try {
-      text = utf8.decode(jsonPart);
-    } catch {
-      throw malformed('body is not valid UTF-8');
-    }
+    // validated and decoded natively (simdutf); a leading BOM is dropped, as TextDecoder did
+    if (!isUtf8(jsonPart)) throw malformed('body is not valid UTF-8');
+    const bom = jsonPart.length >= 3 && jsonPart[0] === 0xef && jsonPart[1] === 0xbb && jsonPart[2] === 0xbf;
+    const text = jsonPart.toString('utf8', bom ? 3 : 0);
     let body: Json;
     try {
       body = JSON.parse(text);
