@@ -139,7 +139,17 @@ export class Relay {
     down.on('error', () => {
       /* the client left; 'close' follows */
     });
-    down.on('wantTrailers', () => down.sendTrailers(this.#trailers ?? { 'grpc-status': String(OK) }));
+    down.on('wantTrailers', () => {
+      try {
+        down.sendTrailers(this.#trailers ?? { 'grpc-status': String(OK) });
+      } catch {
+        // trailers Node refuses to send (an invalid field from the model server)
+        down.sendTrailers({
+          'grpc-status': String(INTERNAL),
+          'grpc-message': 'invalid trailers from the model server',
+        });
+      }
+    });
     down.on('drain', () => this.#up?.resume());
     if (this.#deadline !== undefined) {
       this.#timer = setTimeout(
@@ -342,7 +352,11 @@ export class Relay {
         this.#trailers = t;
         down.end();
       } else {
-        down.respond(relayHeaders(h, false), { endStream: true });
+        try {
+          down.respond(relayHeaders(h, false), { endStream: true });
+        } catch {
+          respondStatus(down, { code: INTERNAL, details: 'invalid response headers from the model server' });
+        }
         down.resume();
       }
       this.st.end(code ?? 2);
@@ -353,7 +367,11 @@ export class Relay {
     }
     this.#responseEncoding = header(h['grpc-encoding']);
     if (this.#down.destroyed || this.#down.closed || this.#down.headersSent) return;
-    this.#down.respond(relayHeaders(h, false), { waitForTrailers: true });
+    try {
+      this.#down.respond(relayHeaders(h, false), { waitForTrailers: true });
+    } catch {
+      this.fail(new GuardError('upstream_unavailable', { reason: 'invalid response headers' }));
+    }
   }
 
   #onResponseData(chunk: Buffer): void {
