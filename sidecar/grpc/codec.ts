@@ -203,12 +203,35 @@ function checkMapEntry(value: protobuf.Type, reader: protobuf.Reader, end: numbe
   }
 }
 
+/**
+ * protobufjs's plain Reader (bounds-checked), with strings decoded by Node's native UTF-8 decoder: the
+ * plain Reader copies every string's bytes (allocating even for "") and decodes them in JavaScript, which
+ * was most of the time spent decoding a ModelStreamInferResponse. Invalid UTF-8 becomes U+FFFD (WHATWG),
+ * as for text elements.
+ */
+class StrictReader extends protobuf.Reader {
+  readonly #bytes: Buffer;
+  constructor(buf: Uint8Array) {
+    super(buf);
+    this.#bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  override string(): string {
+    const len = this.uint32();
+    const start = this.pos;
+    const end = start + len;
+    if (end > this.len) throw new RangeError(`index out of range: ${start} + ${len} > ${this.len}`);
+    this.pos = end;
+    return len === 0 ? '' : this.#bytes.toString('utf8', start, end);
+  }
+}
+
 function decode<T>(type: protobuf.Type, buf: Uint8Array, what: string): T {
   try {
     checkWire(type, new protobuf.Reader(buf), buf.length, '');
-    // a plain Reader, not protobufjs's BufferReader: the latter silently truncates a string whose
-    // length runs past the end, and a message the model server would reject must not pass as valid
-    return type.decode(new protobuf.Reader(buf)) as unknown as T;
+    // not protobufjs's BufferReader: it silently truncates a string whose length runs past the end, and
+    // a message the model server would reject must not pass as valid
+    return type.decode(new StrictReader(buf)) as unknown as T;
   } catch (err) {
     // protobufjs reasons are structural ("index out of range: 12 + 10 > 14", "invalid wire type 7 at
     // offset 3"): safe to return to the client.
