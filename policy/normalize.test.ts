@@ -8,6 +8,7 @@ import {
   originalAt,
   toOriginal,
   utf8Of,
+  utf8OfNormalized,
   type NormalizedText,
 } from './normalize.js';
 
@@ -163,6 +164,18 @@ describe('normalize: the byte-scanner fast path', () => {
       fc.property(mixed, fc.nat(3), (body, pad) => {
         const text = 'p'.repeat(pad) + body; // shifts the text against the scanner's 4-byte words
         expect(observable(normalize(text))).toEqual(observable(normalizeEachChar(text)));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('hands the scanners exactly the UTF-8 of the normalized text it writes along the way', () => {
+    fc.assert(
+      fc.property(mixed, (text) => {
+        const n = normalize(text);
+        const bytes = Buffer.from(utf8OfNormalized(n)); // (a copy: the next encoding reuses the buffer)
+        expect(n.textLength).toBe(n.text.length);
+        expect(bytes.equals(Buffer.from(n.text, 'utf8'))).toBe(true);
       }),
       { numRuns: 3000 },
     );

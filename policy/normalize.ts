@@ -22,7 +22,9 @@
 // characters it stops at go through the per-character pipeline. Text it never stops in — most prompts —
 // is returned as is, with no offset map, and its bytes go straight to RE2. When the only changes are
 // one-to-one (newlines and tabs → space, `é` → `e`), the map is the identity (null) too; when they are
-// only ASCII control whitespace, the bytes are patched in place and reused. `normalizeEachChar` is the
+// only ASCII control whitespace, the bytes are patched in place and reused. Otherwise the normalized text
+// is written as UTF-8 into a second buffer as it is built, for RE2, and its string is joined only when
+// something reads it (decoding, the leak scanner, the streaming matcher). `normalizeEachChar` is the
 // same pipeline without the scanner, the reference the fast path is property-tested against.
 import { confusablesMap } from 'confusables';
 import RE2 from 're2';
@@ -34,6 +36,8 @@ export interface NormalizedText {
   readonly map: OffsetMap | null;
   /** length of the original text */
   readonly originalLength: number;
+  /** length of `text` (known without building it: the fast path builds `text` on first read) */
+  readonly textLength: number;
   /** ASCII spelled with Unicode tag characters, with its span in the original text */
   readonly hidden: readonly HiddenText[];
 }
@@ -85,7 +89,7 @@ function endOf(m: OffsetMap, pos: number): number {
 export function toOriginal(n: NormalizedText, start: number, end: number): [number, number] {
   const m = n.map;
   if (m === null) return [start, end];
-  const len = n.text.length;
+  const len = n.textLength;
   if (len === 0) return [0, 0];
   const s = start < len ? startOf(m, start) : n.originalLength;
   const e = end > start ? endOf(m, Math.min(end, len) - 1) : s;
@@ -95,7 +99,7 @@ export function toOriginal(n: NormalizedText, start: number, end: number): [numb
 /** Original offset where normalized position `pos` begins (pos may equal the normalized length). */
 export function originalAt(n: NormalizedText, pos: number): number {
   if (n.map === null) return pos;
-  return pos < n.text.length ? startOf(n.map, pos) : n.originalLength;
+  return pos < n.textLength ? startOf(n.map, pos) : n.originalLength;
 }
 
 // Folding of one code point: NFKC then confusables. Cached (bounded: at most FOLD_CACHE_MAX distinct
@@ -343,10 +347,26 @@ class MapBuilder {
     this.same[k] = same;
   }
 
+  reset(): this {
+    this.count = 0;
+    return this;
+  }
+
+  /** a copy of the segments (the builder is reused by the next normalize) */
   done(): OffsetMap {
-    return { count: this.count, norm: this.norm, orig: this.orig, origEnd: this.origEnd, same: this.same };
+    const c = this.count;
+    return {
+      count: c,
+      norm: this.norm.slice(0, c),
+      orig: this.orig.slice(0, c),
+      origEnd: this.origEnd.slice(0, c),
+      same: this.same.slice(0, c),
+    };
   }
 }
+
+/** one builder for every normalize (they never nest) */
+const MAP = new MapBuilder();
 
 /** Normalize `original` (see the header). */
 export function normalize(original: string): NormalizedText {
@@ -361,33 +381,83 @@ export function normalizeEachChar(original: string): NormalizedText {
   return normalizeText(original, false);
 }
 
+/**
+ * The fast path also writes the normalized text as UTF-8 into a second scratch buffer as it goes: those
+ * are the bytes RE2 runs on, so the scanners need not encode the new string again.
+ */
+class BytesOut {
+  o = 0;
+  constructor(
+    public buf: Buffer,
+    readonly src: Buffer,
+  ) {}
+  ensure(extra: number): void {
+    if (this.o + extra <= this.buf.length) return;
+    const b = outBuffer(Math.max(this.buf.length * 2, this.o + extra));
+    this.buf.copy(b, 0, 0, this.o);
+    this.buf = b;
+  }
+  /** bytes [from, to) of the source */
+  copy(from: number, to: number): void {
+    const k = to - from;
+    this.ensure(k);
+    if (k > 64) this.src.copy(this.buf, this.o, from, to);
+    else for (let j = 0; j < k; j++) this.buf[this.o + j] = this.src[from + j];
+    this.o += k;
+  }
+  /** one UTF-16 unit (never a surrogate) */
+  unit(v: number): void {
+    this.ensure(3);
+    const b = this.buf;
+    if (v < 0x80) b[this.o++] = v;
+    else if (v < 0x800) {
+      b[this.o++] = 0xc0 | (v >> 6);
+      b[this.o++] = 0x80 | (v & 0x3f);
+    } else {
+      b[this.o++] = 0xe0 | (v >> 12);
+      b[this.o++] = 0x80 | ((v >> 6) & 0x3f);
+      b[this.o++] = 0x80 | (v & 0x3f);
+    }
+  }
+  /** a folded string (no lone surrogates) */
+  str(f: string): void {
+    this.ensure(f.length * 3);
+    this.o += this.buf.write(f, this.o, 'utf8');
+  }
+}
+
 function normalizeText(original: string, skim: boolean): NormalizedText {
   const text = original;
   const len = text.length;
   // the UTF-8 bytes of the original: the byte scanner finds the characters that need work in them, and
   // when nothing changes (or only ASCII control whitespace becomes a space, patched in place), they are
   // what the pattern scanners run on (utf8Of finds them again)
-  const bytes = skim ? utf8Of(text) : EMPTY_BYTES;
+  // (always encoded afresh into the first scratch: remembered bytes may live in the output scratch)
+  const bytes = skim ? utf8Of(text, false) : EMPTY_BYTES;
   const words = skim ? wordsOf(bytes) : EMPTY_WORDS;
   const blen = bytes.length;
   if (skim && nextSpecial(bytes, words, 0, blen) === blen) {
-    return { text, map: null, originalLength: len, hidden: NO_HIDDEN };
+    return { text, map: null, originalLength: len, textLength: len, hidden: NO_HIDDEN };
   }
-  const map = new MapBuilder();
+  const map = MAP.reset();
   const parts: string[] = [];
-  let n = 0; // normalized length so far
+  const bo = skim ? new BytesOut(outBuffer(blen + 64), bytes) : null;
+  let n = 0; // normalized length so far, in UTF-16 units
   let lastSpace = false;
   let hidden: HiddenText[] | null = null;
   let tagStart = -1;
   let tagEnd = 0;
   let tagText = '';
-  // unchanged text is copied as slices: [runStart, i) pending
+  // unchanged text is copied as slices: [runStart, i) pending; and as bytes from runByte (fast path,
+  // where control whitespace is patched in place and stays in the byte run)
   let runStart = 0;
+  let runByte = 0;
   // a lookalike-script letter was kept: the word-level folding pass runs at the end
   let lookalikes = false;
-  // every change so far was ASCII control whitespace → space, patched into `bytes` at the same offset
-  let inPlace = skim;
+  // fast path: ASCII control whitespace was patched to a space in `bytes`; anything else was changed
   let patched = false;
+  let changed = false;
+  let lone = false;
 
   const flushRun = (to: number) => {
     if (to > runStart) {
@@ -396,6 +466,9 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
       n += to - runStart;
     }
   };
+  const flushBytes = (toByte: number) => {
+    if (toByte > runByte) bo!.copy(runByte, toByte);
+  };
   const endTag = () => {
     if (tagText.length > 0) (hidden ??= []).push({ start: tagStart, end: tagEnd, text: tagText });
     tagStart = -1;
@@ -403,7 +476,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
   };
 
   let i = 0; // UTF-16 offset in the original
-  let p = 0; // the same position in `bytes` (skim only)
+  let p = 0; // the same position in `bytes` (kept on both paths; only the fast one reads bytes)
   while (i < len) {
     const c = text.charCodeAt(i);
     // a run of printable ASCII and single spaces: up to the next byte that needs work (skim), else one
@@ -416,6 +489,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
         lastSpace = bytes[q - 1] === 0x20;
       } else {
         i++;
+        p++;
         lastSpace = c === 0x20;
       }
       continue;
@@ -427,14 +501,14 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
       parts.push(' ');
       map.push(n, i, i + 1, 1);
       n++;
+      runStart = i + 1;
       if (skim) {
-        bytes[p] = 0x20;
+        bytes[p] = 0x20; // patched in place: stays in the byte run
         patched = true;
       }
       lastSpace = true;
       i++;
       p++;
-      runStart = i;
       continue;
     }
     // slow branch: this code point changes the text
@@ -447,6 +521,9 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
         width = 2;
       }
     }
+    // a lone surrogate has no UTF-8 form (its bytes read back as U+FFFD): the scanners encode the text
+    if (width === 1 && c >= 0xd800 && c <= 0xdfff) lone = true;
+    const bw = width === 2 ? 4 : c < 0x80 ? 1 : c < 0x800 ? 2 : 3; // its UTF-8 length
     if (width === 1 && c >= 0x80 && (c < 0xd800 || c > 0xdfff)) {
       // BMP characters that fold to exactly one unit keep offsets one-to-one: unchanged ones (CJK, most
       // punctuation) stay in the run, substituted ones (Cyrillic а → a) extend the identity segment
@@ -457,25 +534,31 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
         if (tagStart >= 0) endTag();
         lastSpace = false;
         i++;
-        p += c < 0x800 ? 2 : 3;
+        p += bw;
         continue;
       }
       if (v !== COMPLEX) {
         flushRun(i);
+        if (bo !== null) {
+          flushBytes(p);
+          bo.unit(v);
+        }
+        changed = true;
         if (tagStart >= 0) endTag();
         parts.push(String.fromCharCode(v));
         map.push(n, i, i + 1, 1);
         n++;
         lastSpace = false;
         i++;
-        p += c < 0x800 ? 2 : 3;
+        p += bw;
         runStart = i;
-        inPlace = false;
+        runByte = p;
         continue;
       }
     }
     flushRun(i);
-    inPlace = false;
+    if (bo !== null) flushBytes(p);
+    changed = true;
     if (cp >= 0xe0000 && cp <= 0xe007f) {
       // tag characters: invisible; the ones spelling ASCII are hidden text
       if (tagStart < 0) tagStart = i;
@@ -499,6 +582,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
           }
         } else {
           parts.push(' ');
+          bo?.unit(0x20);
           map.push(n, i, i + width, 0);
           n++;
         }
@@ -507,6 +591,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
         const f = fold(cp);
         if (f.length > 0) {
           parts.push(f);
+          bo?.str(f);
           map.push(n, i, i + width, 0);
           n += f.length;
           lastSpace = false;
@@ -514,24 +599,66 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
       }
       // invisible characters are dropped and do not break a whitespace run
     }
-    p += width === 2 ? 4 : c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    p += bw;
     i += width;
     runStart = i;
+    runByte = p;
+  }
+  if (tagStart >= 0) endTag();
+  if (skim && !changed && !patched) {
+    // nothing changed (only characters the pipeline keeps): the original, whose bytes utf8Of remembers
+    // (a lone surrogate is kept as it is, which its UTF-8 is not)
+    if (lone) forgetUtf8();
+    const folded = lookalikes ? foldMixedWords(text) : text;
+    return { text: folded, map: null, originalLength: len, textLength: len, hidden: hidden ?? NO_HIDDEN };
   }
   flushRun(len);
-  if (tagStart >= 0) endTag();
-  const out = parts.join('');
-  const folded = lookalikes ? foldMixedWords(out) : out;
-  if (patched) forgetUtf8();
   // one unchanged-length segment over everything (only one-to-one substitutions): the identity map
   const identity = map.count === 1 && map.same[0] === 1 && n === len && map.origEnd[0] === len;
-  if (inPlace && patched && identity && folded === out) rememberUtf8(folded, bytes);
-  return {
-    text: folded,
-    map: identity ? null : map.done(),
-    originalLength: len,
-    hidden: hidden ?? NO_HIDDEN,
-  };
+  const offsets = identity ? null : map.done();
+  const hide = hidden ?? NO_HIDDEN;
+  let resultBytes: Buffer | null = null;
+  if (bo !== null && !lone) {
+    if (changed) {
+      flushBytes(blen);
+      resultBytes = bo.buf.subarray(0, bo.o);
+    } else resultBytes = bytes; // only control whitespace, patched in place
+  }
+  if (resultBytes === null || lookalikes) {
+    // the word pass needs the string (and may change it: then the scanners encode it again)
+    const result = parts.join('');
+    const folded = lookalikes ? foldMixedWords(result) : result;
+    if (resultBytes !== null && folded === result) rememberUtf8(folded, resultBytes);
+    else forgetUtf8();
+    return { text: folded, map: offsets, originalLength: len, textLength: n, hidden: hide };
+  }
+  // the scanners read the bytes; the string (joining the parts costs ~0.25 ms per 256 KiB) is built
+  // only if something reads it (decoding, the leak scanner, the streaming matcher)
+  const normalized = new JoinedLater(parts, offsets, len, n, hide);
+  rememberUtf8(normalized, resultBytes);
+  return normalized;
+}
+
+/** A normalized text whose string is joined from its parts on first read. */
+class JoinedLater implements NormalizedText {
+  #parts: string[] | null;
+  #text = '';
+  constructor(
+    parts: string[],
+    readonly map: OffsetMap | null,
+    readonly originalLength: number,
+    readonly textLength: number,
+    readonly hidden: readonly HiddenText[],
+  ) {
+    this.#parts = parts;
+  }
+  get text(): string {
+    if (this.#parts !== null) {
+      this.#text = this.#parts.join('');
+      this.#parts = null;
+    }
+    return this.#text;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,10 +674,19 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
 const SCRATCH_MAX = 1 << 20;
 let scratch = Buffer.alloc(0);
 let scratchWords: Uint32Array = new Uint32Array(0);
-// the last text encoded and its bytes (valid until the next utf8Of call or forgetUtf8)
-let lastText: string | null = null;
+// the last text (or normalized text) encoded and its bytes (valid until the next utf8Of call or
+// forgetUtf8)
+let lastText: string | NormalizedText | null = null;
 let lastBytes: Buffer = scratch;
+let outScratch = Buffer.alloc(0);
 const EMPTY_BYTES = Buffer.alloc(0);
+
+/** a buffer of at least `size` bytes for normalized output: the second scratch, or a fresh one */
+function outBuffer(size: number): Buffer {
+  if (size > SCRATCH_MAX) return Buffer.allocUnsafe(size);
+  if (outScratch.length < size) outScratch = Buffer.allocUnsafe(Math.max(size, 64 * 1024));
+  return outScratch;
+}
 const EMPTY_WORDS = new Uint32Array(0);
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
@@ -559,8 +695,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  * until the next call: scans are synchronous and nothing keeps it. The same text twice in a row (the
  * original that normalization left unchanged) is encoded once.
  */
-export function utf8Of(text: string): Buffer {
-  if (text === lastText) return lastBytes;
+export function utf8Of(text: string, reuse = true): Buffer {
+  if (reuse && text === lastText) return lastBytes;
   const need = (text.length * 3 + 4) & ~3; // whole words, for the word view
   let buf: Buffer;
   if (need > SCRATCH_MAX) buf = Buffer.from(new ArrayBuffer(need));
@@ -578,7 +714,12 @@ export function forgetUtf8(): void {
   lastText = null;
 }
 
-function rememberUtf8(text: string, bytes: Buffer): void {
+/** the UTF-8 of a normalized text (what normalize wrote, while nothing else was encoded since) */
+export function utf8OfNormalized(n: NormalizedText): Buffer {
+  return n === lastText ? lastBytes : utf8Of(n.text);
+}
+
+function rememberUtf8(text: string | NormalizedText, bytes: Buffer): void {
   lastText = text;
   lastBytes = bytes;
 }

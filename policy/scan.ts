@@ -134,7 +134,7 @@ function scanLevel(
 ): NormalizedText {
   const n = normalize(text);
   const matches: RuleMatch[] = [];
-  const may = matchRules(sink.group, n.text, sink.source, matches);
+  const may = matchRules(sink.group, n, sink.source, matches);
   let allows: RuleMatch[] | null = null;
   for (const m of matches) if (m.rule.action === 'allow') (allows ??= []).push(m);
   for (const m of matches) {
@@ -174,7 +174,7 @@ function scanLevel(
 
 /** the text as given, as a NormalizedText with the identity map */
 function unnormalized(text: string): NormalizedText {
-  return { text, map: null, originalLength: text.length, hidden: NO_HIDDEN };
+  return { text, map: null, originalLength: text.length, textLength: text.length, hidden: NO_HIDDEN };
 }
 
 export interface TextScanOptions {

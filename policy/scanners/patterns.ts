@@ -11,7 +11,7 @@
 // prompt from ~48 to ~40 µs.
 import type { Source } from '../types.js';
 import type { CompiledRule, RuleGroup } from '../compile.js';
-import { forgetUtf8, utf8Of } from '../normalize.js';
+import { forgetUtf8, utf8Of, utf8OfNormalized, type NormalizedText } from '../normalize.js';
 
 export interface RuleMatch {
   rule: CompiledRule;
@@ -34,18 +34,19 @@ export const MAY_ESCAPE = 8;
  */
 export function matchRules(
   group: RuleGroup,
-  text: string,
+  text: string | NormalizedText,
   source: Source | undefined,
   out: RuleMatch[],
 ): number {
   let may = 0;
-  if (group.rules.length === 0 || text.length === 0) {
+  const units = typeof text === 'string' ? text.length : text.textLength;
+  if (group.rules.length === 0 || units === 0) {
     forgetUtf8();
     return may;
   }
-  // one UTF-8 Buffer for the set and every rule (the one normalize encoded when the text is unchanged)
-  const subject = utf8Of(text);
-  const ascii = subject.length === text.length;
+  // one UTF-8 Buffer for the set and every rule (the one normalize wrote)
+  const subject = typeof text === 'string' ? utf8Of(text) : utf8OfNormalized(text);
+  const ascii = subject.length === units;
   // a rule runs when every set entry of one of its clauses hit (they all occur in any match of that
   // clause's branch). The set reports entries in ascending order, so clauses, and rules, come in order.
   const counts = group.counts;
