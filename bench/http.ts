@@ -21,7 +21,7 @@
 //   - the children run tsc's output (as `npm run build` ships it), not the tsx loader's transform, whose
 //     per-closure `__name` wrappers cost the sidecar several percent that production does not pay.
 //
-// Knobs (environment): BENCH_HTTP_ROUNDS (5), BENCH_HTTP_MS (recording per cell and round, 800),
+// Knobs (environment): BENCH_HTTP_ROUNDS (9), BENCH_HTTP_MS (recording per cell and round, 500),
 // BENCH_HTTP_CELLS (e.g. `chat:64,stream:1`), BENCH_HTTP_TARGETS (any of direct,nginx,empty,default),
 // BENCH_HTTP_PROFILE=DIR (CPU profile of each sidecar child, sampled every 100 µs).
 import type { ChildProcess } from 'node:child_process';
@@ -43,8 +43,8 @@ export const description =
   'OpenAI-compatible HTTP: direct vs nginx proxy_pass vs sidecar (empty / default policy)';
 
 const HERE = fileURLToPath(import.meta.url);
-const ROUNDS = Math.max(1, Number(process.env.BENCH_HTTP_ROUNDS ?? 5));
-const MEASURE_MS = Number(process.env.BENCH_HTTP_MS ?? 800);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_HTTP_ROUNDS ?? 9));
+const MEASURE_MS = Number(process.env.BENCH_HTTP_MS ?? 500);
 /** per cell and round, before recording: connections opened, steady state reached */
 const SETTLE_MS = 200;
 /** once per contender before the first round: the JIT has compiled the hot paths */
