@@ -336,11 +336,24 @@ export interface Prefilter {
 
 /** The set pattern for a rule's pattern (see the header). */
 export function prefilter(pattern: string): Prefilter {
-  let cut: string;
+  return prefilterOf(pattern, parsed(pattern));
+}
+
+/** the pattern's top-level branches; null when the parser does not understand it */
+function parsed(pattern: string): Item[][] | null {
   try {
     const p = new Parser(pattern);
     const alt = p.alternation();
-    if (p.i !== pattern.length) return { pattern };
+    return p.i === pattern.length ? alt : null;
+  } catch {
+    return null;
+  }
+}
+
+function prefilterOf(pattern: string, alt: Item[][] | null): Prefilter {
+  if (alt === null) return { pattern };
+  let cut: string;
+  try {
     cut = substringAlternation(alt);
     if (cut === '') return { pattern: null };
   } catch {
@@ -404,8 +417,12 @@ export function prefilterParts(pattern: string): string[] | null {
 
 /** the strongest segments of one sequence (at least one literal character each, all consuming), best first */
 function strongParts(items: Item[], inherited: string): string[] {
-  return segmentsOf(items, inherited)
-    .segments.filter((sg) => sg.strength > 0)
+  return strongOf(segmentsOf(items, inherited).segments);
+}
+
+function strongOf(segments: Segment[]): string[] {
+  return segments
+    .filter((sg) => sg.strength > 0)
     .sort((a, b) => b.strength - a.strength)
     .slice(0, MAX_PARTS)
     .map((sg) => sg.text)
@@ -421,26 +438,24 @@ function strongParts(items: Item[], inherited: string): string[] {
  * prefilterParts when a branch yields no part. null = run the rule on every scan.
  */
 export function prefilterClauses(pattern: string, strongEnough = STRONG_ENOUGH): string[][] | null {
-  const parts = prefilterParts(pattern);
-  if (parts === null) return null;
-  let alt: Item[][];
-  try {
-    const p = new Parser(pattern);
-    alt = p.alternation();
-    if (p.i !== pattern.length || alt.length === 1) return [parts];
-  } catch {
-    return [parts];
+  const alt = parsed(pattern);
+  if (alt === null || alt.length === 1) {
+    const parts = prefilterParts(pattern);
+    return parts === null ? null : [parts];
   }
+  // an alternation's prefilterParts is its one alternation prefilter: the fallback clause
+  const single = prefilterOf(pattern, alt).pattern;
+  if (single === null) return null;
   const clauses: string[][] = [];
   let flags = '';
   for (const b of alt) {
     const { segments, flags: after } = segmentsOf(b, flags);
     let best: Segment | null = null;
     for (const sg of segments) if (best === null || sg.strength > best.strength) best = sg;
-    if (best === null || consumes(best.text) !== true) return [parts];
+    if (best === null || consumes(best.text) !== true) return [[single]];
     if (best.strength >= strongEnough) clauses.push([best.text]);
     else {
-      const strong = strongParts(b, flags);
+      const strong = strongOf(segments);
       if (!strong.includes(best.text)) strong.unshift(best.text);
       clauses.push([...new Set(strong)].slice(0, MAX_PARTS));
     }
