@@ -352,6 +352,27 @@ describe('deadlines', () => {
   });
 });
 
+describe('cancellation', () => {
+  it('a client reset on a relayed (not inspected) call resets the upstream stream', async () => {
+    const up = await rawUpstream(() => {
+      /* never answers */
+    });
+    const l = await sidecarTo(up.port);
+    const call = client(l).makeUnaryRequest(
+      `${SVC}/ModelMetadata`,
+      id,
+      id,
+      Buffer.from([0x0a, 0x01, 0x6d]),
+      () => {},
+    );
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    await expect.poll(() => up.seen.length, { timeout: 2000 }).toBe(1);
+    call.cancel();
+    expect((await status).code).toBe(grpc.status.CANCELLED);
+    await expect.poll(() => up.seen[0].reset, { timeout: 2000 }).toBe(http2.constants.NGHTTP2_CANCEL);
+  });
+});
+
 describe('flow control', () => {
   // 64 KiB messages, 200 of them (12.5 MiB): far more than every window and buffer on the path together.
   // Raw node:http2 peers here: Node completes a write only once flow control let it out, so the model
