@@ -441,7 +441,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
   }
   const map = MAP.reset();
   const parts: string[] = [];
-  const bo = skim ? new BytesOut(outBuffer(blen + 64), bytes) : null;
+  let bo = skim ? new BytesOut(outBuffer(blen + 64), bytes) : null;
   let n = 0; // normalized length so far, in UTF-16 units
   let lastSpace = false;
   let hidden: HiddenText[] | null = null;
@@ -497,14 +497,16 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
     if (c >= 0x09 && c <= 0x0d && !lastSpace) {
       // ASCII control whitespace after a non-space: one space, offsets one-to-one
       if (tagStart >= 0) endTag();
-      flushRun(i);
-      parts.push(' ');
-      map.push(n, i, i + 1, 1);
-      n++;
-      runStart = i + 1;
       if (skim) {
-        bytes[p] = 0x20; // patched in place: stays in the byte run
+        // patched in place: stays in the unchanged run (its string gets the space when it is built)
+        bytes[p] = 0x20;
         patched = true;
+      } else {
+        flushRun(i);
+        parts.push(' ');
+        map.push(n, i, i + 1, 1);
+        n++;
+        runStart = i + 1;
       }
       lastSpace = true;
       i++;
@@ -522,7 +524,10 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
       }
     }
     // a lone surrogate has no UTF-8 form (its bytes read back as U+FFFD): the scanners encode the text
-    if (width === 1 && c >= 0xd800 && c <= 0xdfff) lone = true;
+    if (width === 1 && c >= 0xd800 && c <= 0xdfff) {
+      lone = true;
+      bo = null; // (no use writing bytes any more)
+    }
     const bw = width === 2 ? 4 : c < 0x80 ? 1 : c < 0x800 ? 2 : 3; // its UTF-8 length
     if (width === 1 && c >= 0x80 && (c < 0xd800 || c > 0xdfff)) {
       // BMP characters that fold to exactly one unit keep offsets one-to-one: unchanged ones (CJK, most
@@ -626,7 +631,7 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
   }
   if (resultBytes === null || lookalikes) {
     // the word pass needs the string (and may change it: then the scanners encode it again)
-    const result = parts.join('');
+    const result = spaced(parts.join(''), patched);
     const folded = lookalikes ? foldMixedWords(result) : result;
     if (resultBytes !== null && folded === result) rememberUtf8(folded, resultBytes);
     else forgetUtf8();
@@ -634,27 +639,40 @@ function normalizeText(original: string, skim: boolean): NormalizedText {
   }
   // the scanners read the bytes; the string (joining the parts costs ~0.25 ms per 256 KiB) is built
   // only if something reads it (decoding, the leak scanner, the streaming matcher)
-  const normalized = new JoinedLater(parts, offsets, len, n, hide);
+  const normalized = new JoinedLater(parts, patched, offsets, len, n, hide);
   rememberUtf8(normalized, resultBytes);
   return normalized;
 }
 
+/**
+ * The joined parts with ASCII control whitespace as spaces: on the fast path it stays in the unchanged
+ * runs (patched only in the bytes), and nothing else in the output can be control whitespace (a run after
+ * a space is collapsed, folded characters are never whitespace).
+ */
+function spaced(joined: string, patched: boolean): string {
+  return patched ? joined.replace(ASCII_CONTROL_SPACE, ' ') : joined;
+}
+const ASCII_CONTROL_SPACE = /[\t\n\v\f\r]/g;
+
 /** A normalized text whose string is joined from its parts on first read. */
 class JoinedLater implements NormalizedText {
   #parts: string[] | null;
+  #patched: boolean;
   #text = '';
   constructor(
     parts: string[],
+    patched: boolean,
     readonly map: OffsetMap | null,
     readonly originalLength: number,
     readonly textLength: number,
     readonly hidden: readonly HiddenText[],
   ) {
     this.#parts = parts;
+    this.#patched = patched;
   }
   get text(): string {
     if (this.#parts !== null) {
-      this.#text = this.#parts.join('');
+      this.#text = spaced(this.#parts.join(''), this.#patched);
       this.#parts = null;
     }
     return this.#text;
