@@ -776,13 +776,12 @@ export function nextSpecial(b: Uint8Array, w: Uint32Array, from: number, end: nu
   let carry = q > 0 && b[q - 1] === 0x20 ? 0x80 : 0;
   for (; k < wend; k++) {
     const x = w[k];
-    // per byte, bit 7 set when: ≥ 0x80 | < 0x20 | = 0x7f | a space after a space
-    const lt20 = ~((x & 0x7f7f7f7f) + 0x60606060) & ~x;
-    const y = x ^ 0x7f7f7f7f;
-    const del = ~(((y & 0x7f7f7f7f) + 0x7f7f7f7f) | y);
+    // per byte, bit 7 set when: ≥ 0x80 (x) | = 0x7f (t + 1) | < 0x20 (not t + 0x60) | a space after a
+    // space (sp: exact zero bytes of x ^ 0x20202020); no carry crosses a byte, as t ≤ 0x7f
+    const t = x & 0x7f7f7f7f;
     const s = x ^ 0x20202020;
     const sp = ~(((s & 0x7f7f7f7f) + 0x7f7f7f7f) | s) & 0x80808080;
-    const m = (x | lt20 | del | (sp & ((sp << 8) | carry))) & 0x80808080;
+    const m = (x | (t + 0x01010101) | ~(t + 0x60606060) | (sp & ((sp << 8) | carry))) & 0x80808080;
     if (m !== 0) return (k << 2) + ((31 - Math.clz32(m & -m)) >> 3);
     carry = (sp >>> 31) << 7;
   }
