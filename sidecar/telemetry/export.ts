@@ -15,6 +15,7 @@
 //      which case it is handed on marked sampled. Allowed traffic in an unsampled trace exports nothing.
 // Because the request span records either way, the block span is its child and the request span is the
 // child of the caller's span: the exported pair sits in the caller's trace with no dangling parent of ours.
+import { createRequire } from 'node:module';
 import { TraceFlags, type Attributes, type Context, type Link, type SpanKind } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
@@ -33,10 +34,24 @@ import {
   type SpanExporter,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ATTR } from './attributes.js';
+
+/**
+ * The three OTLP exporters load on demand, only the one OTEL_EXPORTER_OTLP_PROTOCOL names: the gRPC one
+ * brings @grpc/grpc-js and its protobuf tables, and a sidecar with OTEL_TRACES_EXPORTER=none loads none
+ * (docs/sidecar.md "Memory"). They are CommonJS packages, so a synchronous require yields the very
+ * module instances an `import` would.
+ */
+const require = createRequire(import.meta.url);
+type ExporterModule = { OTLPTraceExporter: new () => SpanExporter };
+const EXPORTER_PACKAGES = {
+  grpc: '@opentelemetry/exporter-trace-otlp-grpc',
+  'http/protobuf': '@opentelemetry/exporter-trace-otlp-proto',
+  'http/json': '@opentelemetry/exporter-trace-otlp-http',
+} as const;
+function newExporter(protocol: OtlpProtocol): SpanExporter {
+  return new (require(EXPORTER_PACKAGES[protocol]) as ExporterModule).OTLPTraceExporter();
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -151,18 +166,10 @@ export type OtlpProtocol = 'grpc' | 'http/protobuf' | 'http/json';
 /** the OTLP exporter for OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL; endpoints and headers are read by the exporter */
 export function otlpExporter(env: Env, log?: Logger): { exporter: SpanExporter; protocol: OtlpProtocol } {
   const raw = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? '').trim();
-  switch (raw) {
-    case 'grpc':
-      return { exporter: new GrpcExporter(), protocol: 'grpc' };
-    case 'http/json':
-      return { exporter: new JsonExporter(), protocol: 'http/json' };
-    case '':
-    case 'http/protobuf':
-      return { exporter: new ProtoExporter(), protocol: 'http/protobuf' };
-    default:
-      log?.warn({ value: raw }, 'unknown OTEL_EXPORTER_OTLP_PROTOCOL; using http/protobuf');
-      return { exporter: new ProtoExporter(), protocol: 'http/protobuf' };
-  }
+  let protocol: OtlpProtocol = 'http/protobuf';
+  if (raw === 'grpc' || raw === 'http/json' || raw === 'http/protobuf') protocol = raw;
+  else if (raw !== '') log?.warn({ value: raw }, 'unknown OTEL_EXPORTER_OTLP_PROTOCOL; using http/protobuf');
+  return { exporter: newExporter(protocol), protocol };
 }
 
 /** span processors for OTEL_TRACES_EXPORTER (otlp by default, console, none) */

@@ -1,5 +1,5 @@
 // The sidecar's Telemetry (sidecar/context.ts): OpenTelemetry traces configured from the standard OTEL_*
-// env through @opentelemetry/sdk-node, Prometheus metrics (prom-client) and one pino log line per
+// env (sdk.ts: a tracer provider and the one exporter configured, not the whole NodeSDK), Prometheus metrics (prom-client) and one pino log line per
 // non-allow decision. See docs/telemetry.md for every span attribute and metric.
 //
 // Spans per request:
@@ -25,14 +25,13 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { resourceFromAttributes, defaultResource } from '@opentelemetry/resources';
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decision, Direction, Finding } from '../../policy/index.js';
 import type { DecisionEvent, RequestInfo, RequestTrace, Telemetry } from '../context.js';
 import { ATTR, FINDING_EVENT } from './attributes.js';
 import { GuardSampler, GuardSpanProcessor, samplerFromEnv, spanProcessorsFromEnv } from './export.js';
 import { SidecarMetrics } from './metrics.js';
+import { startTracing, type Tracing } from './sdk.js';
 
 export { ATTR, FINDING_EVENT } from './attributes.js';
 export { SidecarMetrics } from './metrics.js';
@@ -87,12 +86,36 @@ function diagText(v: unknown): string {
   }
 }
 
+/**
+ * gRPC status codes (the wire protocol's, fixed by the gRPC spec): a table here rather than
+ * @grpc/grpc-js's enum, which would load the whole grpc-js library into a sidecar that does not use it
+ */
+const GrpcStatus: Record<string, number> = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+};
+
 /** HTTP status numbers as given; gRPC status names (OK, PERMISSION_DENIED) or numbers → numbers */
 function statusCode(protocol: 'grpc' | 'http', status: string | number): number | undefined {
   if (typeof status === 'number') return status;
   if (/^\d+$/.test(status)) return Number(status);
   if (protocol !== 'grpc') return undefined;
-  const code = (GrpcStatus as unknown as Record<string, number | undefined>)[status];
+  const code = Object.hasOwn(GrpcStatus, status) ? GrpcStatus[status] : undefined;
   return typeof code === 'number' ? code : undefined;
 }
 
@@ -120,7 +143,7 @@ export class SidecarTelemetry implements Telemetry {
   readonly metrics: SidecarMetrics;
   readonly #log: Logger;
   readonly #pod: { name?: string; namespace?: string };
-  readonly #sdk: NodeSDK | undefined;
+  readonly #sdk: Tracing | undefined;
   readonly #tracer: Tracer;
   /** what the sidecar exports to, for the start-up log line */
   readonly exporters: string[];
@@ -132,30 +155,7 @@ export class SidecarTelemetry implements Telemetry {
     this.#log = opts.log;
     this.#pod = opts.pod ?? {};
     this.metrics = opts.metrics ?? new SidecarMetrics();
-    const { processors, exporters } = spanProcessorsFromEnv(env, this.#log);
-    this.exporters = exporters;
-    const resource = defaultResource().merge(
-      resourceFromAttributes({
-        'service.name': DEFAULT_SERVICE_NAME,
-        ...(opts.serviceVersion ? { 'service.version': opts.serviceVersion } : {}),
-        ...(this.#pod.name ? { [ATTR.podName]: this.#pod.name } : {}),
-        ...(this.#pod.namespace ? { [ATTR.namespace]: this.#pod.namespace } : {}),
-      }),
-    );
-    // The SDK's env detector merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over these defaults.
-    this.#sdk = new NodeSDK({
-      resource,
-      sampler: new GuardSampler(samplerFromEnv(env, this.#log)),
-      // even with OTEL_TRACES_EXPORTER=none a processor is registered, so spans still get real trace ids
-      // (clients see them in errors and logs) while nothing is exported
-      spanProcessors: [new GuardSpanProcessor(processors)],
-      // metrics are served as Prometheus text on /metrics; logs are pino JSON on stdout
-      metricReaders: [],
-      logRecordProcessors: [],
-      instrumentations: [],
-    });
-    // after the NodeSDK constructor, which installs a console diag logger when OTEL_LOG_LEVEL is set:
-    // SDK complaints (an unreachable collector) become JSON log lines like everything else
+    // first, so what the exporters and detectors say is logged too: SDK complaints (an unreachable collector) become JSON log lines like everything else
     const otelLog = this.#log.child({ component: 'opentelemetry' });
     const line =
       (level: 'error' | 'warn' | 'info' | 'debug' | 'trace') =>
@@ -171,7 +171,25 @@ export class SidecarTelemetry implements Telemetry {
       },
       { logLevel: diagLevel(env.OTEL_LOG_LEVEL), suppressOverrideMessage: true },
     );
-    this.#sdk.start();
+    const { processors, exporters } = spanProcessorsFromEnv(env, this.#log);
+    this.exporters = exporters;
+    const resource = defaultResource().merge(
+      resourceFromAttributes({
+        'service.name': DEFAULT_SERVICE_NAME,
+        ...(opts.serviceVersion ? { 'service.version': opts.serviceVersion } : {}),
+        ...(this.#pod.name ? { [ATTR.podName]: this.#pod.name } : {}),
+        ...(this.#pod.namespace ? { [ATTR.namespace]: this.#pod.namespace } : {}),
+      }),
+    );
+    // The env detector merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over these defaults.
+    this.#sdk = startTracing({
+      resource,
+      sampler: new GuardSampler(samplerFromEnv(env, this.#log)),
+      // even with OTEL_TRACES_EXPORTER=none a processor is registered, so spans still get real trace ids
+      // (clients see them in errors and logs) while nothing is exported. Metrics are served as
+      // Prometheus text on /metrics; logs are pino JSON on stdout.
+      processors: [new GuardSpanProcessor(processors)],
+    });
     this.#tracer = trace.getTracer(SCOPE, opts.serviceVersion);
   }
 
