@@ -9,16 +9,23 @@
 //   SOAK_REQUESTS=20000 SOAK_CONCURRENCY=64 SOAK_MAX_SECONDS=75 npx tsx bench/soak.ts
 //   npm run build && SOAK_CLI=dist/cli.js npx tsx bench/soak.ts      (the built CLI, as in the image)
 //
+// The sidecar runs with the V8 flags the image sets (Dockerfile.sidecar's ENV NODE_OPTIONS), so the
+// figures are those of what ships; SOAK_NODE_OPTIONS replaces them (SOAK_NODE_OPTIONS= for Node's own
+// defaults). It also gets --trace-gc (major GCs only), so each round reports the V8 heap left after a
+// full collection: live memory, which must not grow from round to round. The sidecar's CPU time per
+// request (from /proc) is the throughput figure a shared, busy machine cannot skew much.
+//
 // Bounded: it stops issuing requests after SOAK_MAX_SECONDS (default 60) and says so. `runSoak` is also
 // called by bench/soak.test.ts with a small count, so the invariants (not the figures) run in CI.
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { Agent, request } from 'undici';
-import { spawnCli } from '../testing/cli.js';
+import { cliArgv, ROOT } from '../testing/cli.js';
 import {
   decodeInferResponse,
   encodeInferRequest,
@@ -34,6 +41,10 @@ export interface SoakOptions {
   maxSeconds: number;
   /** share of attack requests (0..1) */
   attackShare?: number;
+  /** the requests are issued in this many rounds of equal count (memory is reported per round); default 5 */
+  rounds?: number;
+  /** NODE_OPTIONS for the sidecar; default: the image's (imageNodeOptions()) */
+  nodeOptions?: string;
   log?: (line: string) => void;
 }
 
@@ -62,6 +73,41 @@ export interface SoakResult {
   requestsPerSecond: number;
   /** Node process warnings the sidecar printed (e.g. MaxListenersExceededWarning: a listener leak) */
   warnings: string[];
+  /** the NODE_OPTIONS the sidecar ran with */
+  nodeOptions: string;
+  /** sidecar CPU time (user + system) per 1,000 requests after warm-up, in ms */
+  cpuMsPer1000: number;
+  /** major GCs (Mark-Compact) the sidecar reported: heap in use before and after, MiB */
+  majorGcs: { atSeconds: number; beforeMiB: number; afterMiB: number }[];
+  rounds: SoakRound[];
+}
+
+export interface SoakRound {
+  requests: number;
+  seconds: number;
+  /** RSS when the round's last request was issued, and the highest 1/s sample within the round */
+  rssEndMiB: number;
+  rssMaxMiB: number;
+  /** heap in use after the round's last major GC (NaN if none ran in the round) */
+  heapAfterGcMiB: number;
+  majorGcs: number;
+}
+
+/** the NODE_OPTIONS of the sidecar image (`ENV NODE_OPTIONS=…` in Dockerfile.sidecar), '' if none */
+export function imageNodeOptions(dockerfile = path.join(ROOT, 'Dockerfile.sidecar')): string {
+  const text = readFileSync(dockerfile, 'utf8').replace(/\\\n/g, ' ');
+  const m = /^ENV\s+NODE_OPTIONS[=\s]\s*(?:"([^"]*)"|(\S+))/m.exec(text);
+  return (m?.[1] ?? m?.[2] ?? '').trim();
+}
+
+/** a V8 --trace-gc line for a full collection: "Mark-Compact 63.1 (91.6) -> 18.0 (53.5) MB" */
+const MARK_COMPACT = /Mark-Compact(?: \(reduce\))? ([\d.]+) \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/;
+
+/** user + system CPU of a process, in ms (/proc/<pid>/stat, clock ticks of 10 ms) */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const ATTACKS = [
@@ -152,26 +198,43 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     '--log-level',
     'info',
   ];
+  const nodeOptions = opts.nodeOptions ?? imageNodeOptions();
   const env = {
+    ...process.env,
     OTEL_TRACES_EXPORTER: 'none',
     OTEL_METRICS_EXPORTER: 'none',
-    // e.g. SOAK_NODE_OPTIONS=--max-old-space-size=96 to see what a heap cap does to RSS
-    ...(process.env.SOAK_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SOAK_NODE_OPTIONS } : {}),
+    NODE_OPTIONS: nodeOptions,
   };
-  // SOAK_CLI=dist/cli.js runs the built CLI (what the image runs) instead of the sources under tsx
-  const child = process.env.SOAK_CLI
-    ? spawn(process.execPath, [process.env.SOAK_CLI, ...sidecarArgs], {
-        stdio: 'pipe',
-        env: { ...process.env, ...env },
-      })
-    : spawnCli(sidecarArgs, { env });
+  // --trace-gc is not allowed in NODE_OPTIONS: it goes on the command line, after the node binary.
+  // SOAK_CLI=dist/cli.js runs the built CLI (what the image runs) instead of the sources under tsx.
+  const gcFlags = ['--trace-gc', '--trace-gc-ignore-scavenger'];
+  const [node, ...rest] = process.env.SOAK_CLI
+    ? [process.execPath, process.env.SOAK_CLI, ...sidecarArgs]
+    : cliArgv(sidecarArgs);
+  const child = spawn(node, [...gcFlags, ...rest], { cwd: ROOT, stdio: 'pipe', env });
+  const t0Spawn = performance.now();
+  const majorGcs: SoakResult['majorGcs'] = [];
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    // keep only the start-up line; per-decision log lines would grow this buffer
-    if (!out.includes('inferguard sidecar started')) out += d.toString('utf8');
+  let partial = '';
+  child.stdout.on('data', (d: Buffer) => {
+    const lines = (partial + d.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const gc = MARK_COMPACT.exec(line);
+      if (gc) {
+        majorGcs.push({
+          atSeconds: (performance.now() - t0Spawn) / 1000,
+          beforeMiB: Number(gc[1]),
+          afterMiB: Number(gc[2]),
+        });
+      } else if (!out.includes('inferguard sidecar started')) {
+        // keep only the start-up line; per-decision log lines would grow this buffer
+        out += `${line}\n`;
+      }
+    }
   });
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 64 * 1024) stderr += d.toString('utf8');
   });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
@@ -310,6 +373,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const deadline = t0 + opts.maxSeconds * 1000;
     const warmupAt = Math.floor(opts.requests * 0.1);
     let rssWarm = NaN;
+    let cpuWarm = NaN;
+    const roundCount = Math.max(1, opts.rounds ?? 5);
+    const roundSize = Math.ceil(opts.requests / roundCount);
+    /** when each round's last request was issued: seconds since spawn, RSS */
+    const roundEnds: { at: number; rss: number; requests: number }[] = [];
+    const rssAt: { at: number; rss: number }[] = [];
     const samples: number[] = [];
     const heap: number[] = [];
     const heapUsed = async (): Promise<number> => {
@@ -322,7 +391,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       }
     };
     const sampler = setInterval(() => {
-      samples.push(rssMiB(pid));
+      const rss = rssMiB(pid);
+      samples.push(rss);
+      rssAt.push({ at: (performance.now() - t0Spawn) / 1000, rss });
       void heapUsed().then((h) => heap.push(h));
     }, 1000);
     sampler.unref();
@@ -335,7 +406,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
           stoppedEarly = true;
           return;
         }
-        if (n === warmupAt) rssWarm = rssMiB(pid);
+        if (n === warmupAt) {
+          rssWarm = rssMiB(pid);
+          cpuWarm = cpuMs(pid);
+        }
+        if (n > 0 && n % roundSize === 0)
+          roundEnds.push({ at: (performance.now() - t0Spawn) / 1000, rss: rssMiB(pid), requests: n });
         // protocols alternate by n; attacks by n / 2, so each protocol gets its share
         const attack = Math.floor(n / 2) % attackEvery === attackEvery - 1;
         await (n % 2 === 0 ? oneGrpc(n, attack) : oneHttp(n, attack));
@@ -347,7 +423,26 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const seconds = (performance.now() - t0) / 1000;
     clearInterval(sampler);
     const rssEnd = rssMiB(pid);
+    const cpuEnd = cpuMs(pid);
+    const issued = Math.min(next, opts.requests);
+    roundEnds.push({ at: (performance.now() - t0Spawn) / 1000, rss: rssEnd, requests: issued });
     if (Number.isNaN(rssWarm)) rssWarm = samples[0] ?? rssEnd;
+    if (Number.isNaN(cpuWarm)) cpuWarm = 0;
+    // the trace line of a GC that ran just before the end may still be in the pipe
+    await new Promise((r) => setTimeout(r, 100));
+    const rounds: SoakRound[] = roundEnds.map((end, i) => {
+      const from = i === 0 ? (t0 - t0Spawn) / 1000 : roundEnds[i - 1].at;
+      const gcs = majorGcs.filter((g) => g.atSeconds > from && g.atSeconds <= end.at);
+      const inRound = rssAt.filter((r) => r.at > from && r.at <= end.at).map((r) => r.rss);
+      return {
+        requests: end.requests - (i === 0 ? 0 : roundEnds[i - 1].requests),
+        seconds: end.at - from,
+        rssEndMiB: end.rss,
+        rssMaxMiB: Math.max(end.rss, ...inRound),
+        heapAfterGcMiB: gcs.at(-1)?.afterMiB ?? NaN,
+        majorGcs: gcs.length,
+      };
+    });
 
     // an attack that reached an upstream is a failure even if the client got an error
     for (const call of triton.calls) {
@@ -382,6 +477,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       heapUsedMiB: heap,
       requestsPerSecond: completed / seconds,
       warnings: stderr.split('\n').filter((l) => /Warning|leak/i.test(l)),
+      nodeOptions,
+      cpuMsPer1000: ((cpuEnd - cpuWarm) / Math.max(1, issued - warmupAt)) * 1000,
+      majorGcs,
+      rounds,
     };
   } finally {
     for (const c of cleanups) await c();
@@ -410,10 +509,12 @@ export async function run(): Promise<void> {
     requests: Number(process.env.SOAK_REQUESTS ?? 16_000),
     concurrency: Number(process.env.SOAK_CONCURRENCY ?? 64),
     maxSeconds: Number(process.env.SOAK_MAX_SECONDS ?? 60),
+    rounds: Number(process.env.SOAK_ROUNDS ?? 5),
+    nodeOptions: process.env.SOAK_NODE_OPTIONS,
     log: (l) => console.log(l),
   };
   console.log(
-    `${opts.requests} requests (1 in 4 an attack, gRPC and HTTP alternating, 1 in 4 benign HTTP streamed), ${opts.concurrency} concurrent clients, sidecar with the built-in default policy, cap ${opts.maxSeconds} s`,
+    `${opts.requests} requests (1 in 4 an attack, gRPC and HTTP alternating, 1 in 4 benign HTTP streamed), ${opts.concurrency} concurrent clients, sidecar with the built-in default policy (${process.env.SOAK_CLI ?? 'cli.ts under tsx'}, NODE_OPTIONS="${opts.nodeOptions ?? imageNodeOptions()}"), cap ${opts.maxSeconds} s`,
   );
   const r = await runSoak(opts);
   console.log('');
@@ -435,7 +536,22 @@ export async function run(): Promise<void> {
   console.log(
     `sidecar RSS: ${f1(r.rssMiB.afterWarmup)} MiB after warm-up (10 %), ${f1(r.rssMiB.end)} MiB at the end, max ${f1(r.rssMiB.max)} MiB; growth ${growth >= 0 ? '+' : ''}${f1(growth)} MiB (${f1((growth / r.rssMiB.afterWarmup) * 100)} %)`,
   );
+  console.log(`sidecar CPU: ${f1(r.cpuMsPer1000)} ms per 1,000 requests after warm-up`);
+  console.log('');
+  console.log(
+    '| round | requests | s | RSS at end MiB | RSS max MiB | heap after last major GC MiB | major GCs |',
+  );
+  console.log('|---|---|---|---|---|---|---|');
+  r.rounds.forEach((x, i) =>
+    console.log(
+      `| ${i + 1} | ${x.requests} | ${f1(x.seconds)} | ${f1(x.rssEndMiB)} | ${f1(x.rssMaxMiB)} | ${f1(x.heapAfterGcMiB)} | ${x.majorGcs} |`,
+    ),
+  );
+  console.log('');
   console.log(`RSS samples (1/s, MiB): ${r.rssMiB.samples.map((s) => s.toFixed(0)).join(' ')}`);
+  console.log(
+    `heap after each major GC (MiB): ${r.majorGcs.map((g) => g.afterMiB.toFixed(0)).join(' ') || '(none)'}`,
+  );
   console.log(`V8 heap used (1/s, MiB): ${r.heapUsedMiB.map((s) => s.toFixed(0)).join(' ')}`);
   const bad = violations(r);
   if (bad.length) throw new Error(`soak invariants violated:\n${bad.join('\n')}`);
