@@ -3,7 +3,8 @@
 // logs, Zipkin, Prometheus and the instrumentation registry whatever is configured (~5 MiB of RSS and
 // 3 MiB of V8 heap in a sidecar that uses none of them; docs/sidecar.md "Memory"). The pieces kept are
 // the ones NodeSDK used with our configuration, reading the same OTEL_* variables:
-//   - OTEL_SDK_DISABLED=true: nothing is registered (the API's no-op tracer; clients still get trace ids);
+//   - OTEL_SDK_DISABLED=true: no tracer provider (the API's no-op tracer), but the propagator is, so the
+//     caller's trace context passes through to the model server and clients get the caller's trace id;
 //   - the resource: ours, then the env (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME), process and host
 //     detectors over it, or the set OTEL_NODE_RESOURCE_DETECTORS names;
 //   - OTEL_PROPAGATORS (default tracecontext,baggage; b3, b3multi, jaeger load on demand; none);
@@ -95,11 +96,15 @@ function propagator(): TextMapPropagator | undefined {
   return list.length ? new CompositePropagator({ propagators: list }) : undefined;
 }
 
-/** register the tracer provider and propagator; undefined when OTEL_SDK_DISABLED is true */
+/**
+ * register the propagator and the tracer provider; with OTEL_SDK_DISABLED=true only the propagator
+ * (returns undefined), so the caller's trace context still reaches the model server and its trace id
+ * is the one clients are given (NodeSDK registered nothing, and the caller's trace id was lost)
+ */
 export function startTracing(opts: TracingOptions): Tracing | undefined {
-  if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return undefined;
   const p = propagator();
   if (p) propagation.setGlobalPropagator(p);
+  if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return undefined;
   const provider = new BasicTracerProvider({
     resource: opts.resource.merge(detectResources({ detectors: detectors() })),
     sampler: opts.sampler,

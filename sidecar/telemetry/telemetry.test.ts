@@ -323,6 +323,36 @@ describe('Telemetry', () => {
     expect(rx.spans).toHaveLength(0);
   });
 
+  it('with OTEL_SDK_DISABLED=true exports nothing, keeps the caller trace id and passes its traceparent on', async () => {
+    const { t } = start({ OTEL_SDK_DISABLED: 'true' }, 'http/protobuf');
+    const traceparent = `00-${TRACE}-${CALLER_SPAN}-01`;
+    const { rt, carrier } = blockedChat(t, { traceparent });
+    const own = blockedChat(t, {});
+    await t.shutdown();
+    expect(rt.traceId).toBe(TRACE);
+    expect(carrier.traceparent).toBe(traceparent);
+    expect(own.rt.traceId).toMatch(/^(?!0{32})[0-9a-f]{32}$/);
+    expect(rx.spans).toHaveLength(0);
+  });
+
+  it('continues and propagates B3 headers with OTEL_PROPAGATORS=b3multi', async () => {
+    const { t } = start({ OTEL_PROPAGATORS: 'b3multi' }, 'http/protobuf');
+    const { rt, carrier } = blockedChat(t, {
+      'x-b3-traceid': TRACE,
+      'x-b3-spanid': CALLER_SPAN,
+      'x-b3-sampled': '1',
+    });
+    await t.shutdown();
+    expect(rt.traceId).toBe(TRACE);
+    expect(carrier['x-b3-traceid']).toBe(TRACE);
+    expect(carrier['x-b3-spanid']).toMatch(/^[0-9a-f]{16}$/);
+    expect(carrier['x-b3-spanid']).not.toBe(CALLER_SPAN);
+    expect(carrier.traceparent).toBeUndefined();
+    const request = byName(rx.spans, 'inferguard chat')[0];
+    expect(request.traceId).toBe(TRACE);
+    expect(request.parentSpanId).toBe(CALLER_SPAN);
+  });
+
   it('reports an unreachable collector as short JSON log lines, and still shuts down', async () => {
     // nothing listens on the discard port
     const { t, logs } = start(
