@@ -8,6 +8,7 @@
 //      serving unguarded or with a guessed policy would be worse than not starting;
 //   4. the listeners; /readyz turns 200 once all are bound and every upstream answers.
 import { existsSync, readFileSync } from 'node:fs';
+import { getHeapStatistics } from 'node:v8';
 import {
   PolicyLoadError,
   defaultPolicy,
@@ -40,6 +41,44 @@ function packageVersion(): string | undefined {
     }
   }
   return undefined;
+}
+
+/** the container's memory limit (cgroup v2, then v1), undefined when there is none */
+function containerMemoryLimit(): number | undefined {
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const n = Number(readFileSync(file, 'utf8').trim());
+      // "max", or v1's "no limit" (a page-rounded 2^63)
+      if (Number.isFinite(n) && n > 0 && n < 2 ** 60) return n;
+    } catch {
+      /* not this cgroup version */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The V8 heap limit next to the container's memory limit, for the start-up line; a warning when the
+ * heap may grow into memory the process needs for code, RE2 and buffers (docs/sidecar.md "Memory"):
+ * then the kernel kills the container before V8 collects harder near its own limit.
+ */
+function memoryInfo(): { info: { heapLimitMiB: number; containerLimitMiB?: number }; warning?: string } {
+  const MiB = 2 ** 20;
+  const heap = getHeapStatistics().heap_size_limit;
+  const limit = containerMemoryLimit();
+  const info = {
+    heapLimitMiB: Math.round(heap / MiB),
+    ...(limit ? { containerLimitMiB: Math.round(limit / MiB) } : {}),
+  };
+  const NATIVE = 64 * MiB;
+  if (limit && heap + NATIVE > limit) {
+    const fit = Math.max(32, Math.floor((limit - NATIVE - 16 * MiB) / MiB));
+    return {
+      info,
+      warning: `the V8 heap limit leaves less than 64 MiB of the container's memory limit for code and native memory; set NODE_OPTIONS="--max-old-space-size=${fit} --max-semi-space-size=4" or raise the limit`,
+    };
+  }
+  return { info };
 }
 
 function errorText(err: unknown): string {
@@ -224,6 +263,8 @@ export async function run(args: string[]): Promise<number> {
     l.listener = listener;
   }
   phase = 'serving';
+  const memory = memoryInfo();
+  if (memory.warning) log.warn(memory.info, memory.warning);
   log.info(
     {
       admin: admin.address,
@@ -240,6 +281,7 @@ export async function run(args: string[]): Promise<number> {
         ? { grpcMaxMessageBytes: config.grpcMaxMessageBytes }
         : {}),
       exporters: telemetry.exporters,
+      memory: memory.info,
     },
     'inferguard sidecar started',
   );
