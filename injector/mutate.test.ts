@@ -170,6 +170,36 @@ describe('mutate', () => {
     expect(input).toEqual(copy);
   });
 
+  it('sizes the V8 heap to a memory limit other than the image default, and leaves the default alone', () => {
+    type Env = { name: string; value?: string }[];
+    const nodeOptions = (annotations: Record<string, unknown>) => {
+      const out = mutate(pod(annotations), S).object as {
+        spec: { initContainers?: { name: string; env: Env }[]; containers: { name: string; env?: Env }[] };
+      };
+      const sidecar = [...(out.spec.initContainers ?? []), ...out.spec.containers].find(
+        (c) => c.name === 'inferguard-sidecar',
+      );
+      expect(sidecar).toBeDefined();
+      return sidecar!.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+    };
+    // 256Mi: the image's NODE_OPTIONS (128 MiB old space) apply
+    expect(nodeOptions({})).toBeUndefined();
+    expect(nodeOptions({ 'inferguard.io/memory': '256Mi' })).toBeUndefined();
+    expect(nodeOptions({ 'inferguard.io/memory': '512Mi' })).toBe(
+      '--max-old-space-size=416 --max-semi-space-size=4',
+    );
+    expect(nodeOptions({ 'inferguard.io/memory': '1Gi' })).toBe(
+      '--max-old-space-size=928 --max-semi-space-size=4',
+    );
+    // decimal units and a limit too small for the heap: never below 64 MiB
+    expect(nodeOptions({ 'inferguard.io/memory': '300M' })).toBe(
+      '--max-old-space-size=190 --max-semi-space-size=4',
+    );
+    expect(nodeOptions({ 'inferguard.io/memory': '128Mi' })).toBe(
+      '--max-old-space-size=64 --max-semi-space-size=4',
+    );
+  });
+
   it('uses the request namespace over metadata (pods from controllers have none)', () => {
     const p = pod({});
     delete (p.metadata as { namespace?: string }).namespace;

@@ -748,6 +748,45 @@ interface Rendered {
   volumes: Obj[];
 }
 
+/** the image's V8 heap flags are sized for its default 256Mi limit (docs/sidecar.md, Memory) */
+const IMAGE_MEMORY_MIB = 256;
+/** code, RE2 programs and buffers that live outside the V8 old space */
+const NATIVE_MIB = 96;
+const UNIT: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** a validated Kubernetes memory quantity in MiB (rounded down) */
+export function quantityMiB(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(e\d+|[A-Za-z]*)$/.exec(q);
+  if (!m) throw new Error(`not a memory quantity: ${q}`);
+  const factor = m[2].startsWith('e') ? 10 ** Number(m[2].slice(1)) : UNIT[m[2]];
+  return Math.floor((Number(m[1]) * factor) / 2 ** 20);
+}
+
+/**
+ * NODE_OPTIONS for a memory limit other than the image's: the old-space cap follows the limit (minus
+ * what lives outside the V8 heap), so V8 collects before the kernel would kill the container. At the
+ * image's default the image's own NODE_OPTIONS apply and nothing is added.
+ */
+export function heapOptions(memory: string): string | undefined {
+  const mib = quantityMiB(memory);
+  if (mib === IMAGE_MEMORY_MIB) return undefined;
+  return `--max-old-space-size=${Math.max(64, mib - NATIVE_MIB)} --max-semi-space-size=4`;
+}
+
 const HARDENED = {
   allowPrivilegeEscalation: false,
   privileged: false,
@@ -778,6 +817,8 @@ function render(plan: Plan, opts: Options, settings: InjectorSettings): Rendered
       value: 'k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)',
     },
   ];
+  const nodeOptions = heapOptions(opts.memory);
+  if (nodeOptions) env.push({ name: 'NODE_OPTIONS', value: nodeOptions });
   if (settings.otelEndpoint) {
     env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: settings.otelEndpoint });
     if (settings.otelProtocol)
