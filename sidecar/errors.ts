@@ -1,7 +1,7 @@
 // Every error the sidecar answers with, in one table: a stable code, the HTTP status, the gRPC status
 // and a message template. docs/errors.md lists the same codes; sidecar/errors.test.ts keeps the two in sync.
 // Messages name rules, routes and limits, never the matched text (it may be a secret).
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { GrpcStatus } from './grpc-status.js';
 
 export interface ErrorDef {
   http: number;

@@ -284,7 +284,7 @@ describe('gRPC listener under hostile messages', { timeout: 60_000 }, () => {
             id,
             encodeInferRequest({ model: 'llm', text: 'hello' }),
             md,
-            { deadline: Date.now() + 5000 },
+            { deadline: Date.now() + 30_000 },
             () => {},
           );
           call.on('status', resolve);

@@ -3,7 +3,7 @@
 // restarted model server is found again on the next call (no backoff: it is on loopback).
 import http2 from 'node:http2';
 import net from 'node:net';
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { GrpcStatus } from '../grpc-status.js';
 import { FrameDecoder, frame } from './frames.js';
 import { statusOf } from './wire.js';
 

@@ -1,7 +1,7 @@
 // gRPC over HTTP/2 header blocks: what is forwarded each way, deadlines, and the statuses we send.
 // See https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md.
 import type http2 from 'node:http2';
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { GrpcStatus, grpcStatusName } from '../grpc-status.js';
 import type { RequestTrace } from '../context.js';
 import type { GuardError } from '../errors.js';
 import { DECODABLE } from './frames.js';
@@ -159,7 +159,7 @@ export function guardStatus(err: GuardError, trace: RequestTrace, rule?: string)
 }
 
 export function statusName(code: number): string {
-  return GrpcStatus[code] ?? String(code);
+  return grpcStatusName(code);
 }
 
 /** grpc-status in a header block, or undefined */

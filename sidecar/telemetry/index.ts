@@ -32,6 +32,7 @@ import { ATTR, FINDING_EVENT } from './attributes.js';
 import { GuardSampler, GuardSpanProcessor, samplerFromEnv, spanProcessorsFromEnv } from './export.js';
 import { SidecarMetrics } from './metrics.js';
 import { startTracing, type Tracing } from './sdk.js';
+import { GrpcStatus, grpcStatusCode } from '../grpc-status.js';
 
 export { ATTR, FINDING_EVENT } from './attributes.js';
 export { SidecarMetrics } from './metrics.js';
@@ -86,37 +87,12 @@ function diagText(v: unknown): string {
   }
 }
 
-/**
- * gRPC status codes (the wire protocol's, fixed by the gRPC spec): a table here rather than
- * @grpc/grpc-js's enum, which would load the whole grpc-js library into a sidecar that does not use it
- */
-const GrpcStatus: Record<string, number> = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-};
-
 /** HTTP status numbers as given; gRPC status names (OK, PERMISSION_DENIED) or numbers → numbers */
 function statusCode(protocol: 'grpc' | 'http', status: string | number): number | undefined {
   if (typeof status === 'number') return status;
   if (/^\d+$/.test(status)) return Number(status);
   if (protocol !== 'grpc') return undefined;
-  const code = Object.hasOwn(GrpcStatus, status) ? GrpcStatus[status] : undefined;
-  return typeof code === 'number' ? code : undefined;
+  return grpcStatusCode(status);
 }
 
 /** OTel semantic conventions: which server-side statuses mark the span as an error */
