@@ -180,3 +180,64 @@ export async function startNginx(conf: (dir: string, port: number) => string): P
   }
   return { port, pid: proc.pid, stop };
 }
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The processes of one contender: the proxy (none for direct calls) and the model server behind it. */
+export interface CpuTarget {
+  key: string;
+  pid?: number;
+  upstreamPid?: number;
+}
+
+/** CPU (µs) used so far by the proxy, and by the whole chain: this client, the model server and the proxy */
+export interface CpuSnapshot {
+  proxy?: number;
+  chain?: { total: number; client: number; server: number };
+}
+
+export function cpuSnapshot(t: CpuTarget): CpuSnapshot {
+  const own = t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
+  const u = process.cpuUsage();
+  const up = t.upstreamPid !== undefined ? procCpuMicros(t.upstreamPid) : undefined;
+  const proxy = t.key === 'direct' ? 0 : own;
+  const client = u.user + u.system;
+  return {
+    proxy: own,
+    chain:
+      up === undefined || proxy === undefined
+        ? undefined
+        : { total: client + up + proxy, client, server: up },
+  };
+}
+
+/** CPU per operation between two snapshots; a part is missing when a process could not be read */
+export function cpuPerOp(
+  a: CpuSnapshot,
+  b: CpuSnapshot,
+  done: number,
+): { proxy?: number; chain?: number; client?: number; server?: number } {
+  if (done <= 0) return {};
+  return {
+    ...(a.proxy !== undefined && b.proxy !== undefined ? { proxy: (b.proxy - a.proxy) / done } : {}),
+    ...(a.chain && b.chain
+      ? {
+          chain: (b.chain.total - a.chain.total) / done,
+          client: (b.chain.client - a.chain.client) / done,
+          server: (b.chain.server - a.chain.server) / done,
+        }
+      : {}),
+  };
+}
+
+/** Every (kind, in-flight) cell, or those named in the environment variable as "kind:n,kind:n" */
+export function pickCells<K extends string>(
+  kinds: readonly K[],
+  envVar: string,
+): { kind: K; inflight: number }[] {
+  const all = kinds.flatMap((kind) => [1, 64].map((inflight) => ({ kind, inflight })));
+  const only = process.env[envVar]?.split(',').map((x) => x.trim());
+  return only ? all.filter((c) => only.includes(`${c.kind}:${c.inflight}`)) : all;
+}

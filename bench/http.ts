@@ -32,7 +32,10 @@ import {
   compileForBench,
   median,
   pct,
-  procCpuMicros,
+  cpuPerOp,
+  cpuSnapshot,
+  pickCells,
+  sleep,
   spawnRole,
   spread,
   startNginx as startNginxWith,
@@ -223,13 +226,11 @@ async function measure(
   const workers = Array.from({ length: inflight }, worker);
   await sleep(settleMs);
   recording = true;
-  const cpu0 = t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
-  const chain0 = chainCpu(t);
+  const cpu0 = cpuSnapshot(t);
   const t0 = performance.now();
   await sleep(recordMs);
   recording = false;
-  const cpu1 = t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
-  const chain1 = chainCpu(t);
+  const cpu1 = cpuSnapshot(t);
   const elapsed = (performance.now() - t0) / 1000;
   const done = lat.length;
   stop = true;
@@ -237,46 +238,22 @@ async function measure(
   await pool.close();
   lat.sort((a, b) => a - b);
   ttfb.sort((a, b) => a - b);
+  const per = cpuPerOp(cpu0, cpu1, done);
   return {
     p50: pct(lat, 50),
     p99: pct(lat, 99),
     rps: done / elapsed,
     errors,
     ...(kind === 'stream' ? { ttfb50: pct(ttfb, 50) } : {}),
-    ...(cpu0 !== undefined && cpu1 !== undefined && done > 0 ? { cpuPerReq: (cpu1 - cpu0) / done } : {}),
-    ...(chain0 !== undefined && chain1 !== undefined && done > 0
-      ? {
-          chainPerReq: (chain1.total - chain0.total) / done,
-          clientPerReq: (chain1.client - chain0.client) / done,
-          serverPerReq: (chain1.server - chain0.server) / done,
-        }
+    ...(per.proxy !== undefined ? { cpuPerReq: per.proxy } : {}),
+    ...(per.chain !== undefined
+      ? { chainPerReq: per.chain, clientPerReq: per.client!, serverPerReq: per.server! }
       : {}),
   };
 }
 
-/** CPU (µs) used so far by this client, the model server and the proxy in front of it */
-function chainCpu(t: Target): { total: number; client: number; server: number } | undefined {
-  const u = process.cpuUsage();
-  const up = t.upstreamPid !== undefined ? procCpuMicros(t.upstreamPid) : undefined;
-  const proxy = t.key === 'direct' ? 0 : t.pid !== undefined ? procCpuMicros(t.pid) : undefined;
-  if (up === undefined || proxy === undefined) return undefined;
-  const client = u.user + u.system;
-  return { total: client + up + proxy, client, server: up };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function pickedCells(): { kind: Kind; inflight: number }[] {
-  const all = [
-    { kind: 'chat' as const, inflight: 1 },
-    { kind: 'chat' as const, inflight: 64 },
-    { kind: 'stream' as const, inflight: 1 },
-    { kind: 'stream' as const, inflight: 64 },
-  ];
-  const only = process.env.BENCH_HTTP_CELLS?.split(',').map((s) => s.trim());
-  return only ? all.filter((c) => only.includes(`${c.kind}:${c.inflight}`)) : all;
+  return pickCells<Kind>(['chat', 'stream'], 'BENCH_HTTP_CELLS');
 }
 
 export async function run(): Promise<void> {
