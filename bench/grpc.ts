@@ -27,12 +27,15 @@ import {
   compileForBench,
   median,
   pct,
+  cellKey,
   cpuPerOp,
+  fixed,
+  medianRange,
+  roundViews,
   cpuSnapshot,
   pickCells,
   sleep,
   spawnRole,
-  spread,
   startNginx as startNginxWith,
   type Nginx,
 } from './harness.js';
@@ -349,7 +352,6 @@ export async function run(): Promise<void> {
   const targets: Target[] = [];
   let nginx: Nginx | undefined;
   const rounds: Map<string, Sample>[] = [];
-  const cellKey = (kind: Kind, inflight: number, target: string) => `${kind}|${inflight}|${target}`;
   const compiled = compileForBench(['bench/grpc.ts']);
   compiledRoot = compiled.root;
   if (compiled.error) notes.push(`children ran through tsx (${compiled.error})`);
@@ -405,32 +407,9 @@ export async function run(): Promise<void> {
     compiled.cleanup();
   }
 
-  const f = (n: number | undefined, d = 3): string =>
-    n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
-  /** "median (min–max)" of a per-round quantity */
-  const mm = (xs: number[], d: number, unit = ''): string => {
-    const m = median(xs);
-    if (!Number.isFinite(m)) return '-';
-    const sp = spread(xs);
-    return xs.length > 1
-      ? `${m.toFixed(d)}${unit} (${sp.min.toFixed(d)}–${sp.max.toFixed(d)})`
-      : `${m.toFixed(d)}${unit}`;
-  };
-  const per = (kind: Kind, inflight: number, key: Key) =>
-    rounds.map((g) => g.get(cellKey(kind, inflight, key))).filter((x): x is Sample => x !== undefined);
-  /** a per-round quantity built from two contenders measured in the same round */
-  const paired = (
-    kind: Kind,
-    inflight: number,
-    a: Key,
-    b: Key,
-    fn: (x: Sample, y: Sample) => number,
-  ): number[] =>
-    rounds.flatMap((g) => {
-      const x = g.get(cellKey(kind, inflight, a));
-      const y = g.get(cellKey(kind, inflight, b));
-      return x && y ? [fn(x, y)] : [];
-    });
+  const f = fixed;
+  const mm = medianRange;
+  const { per, paired } = roundViews(rounds);
 
   console.log(
     `\n## gRPC (KServe v2 ModelInfer, 4 KiB prompt; ModelStreamInfer, ${STREAM_RESPONSES} responses per call)`,

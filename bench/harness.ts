@@ -241,3 +241,39 @@ export function pickCells<K extends string>(
   const only = process.env[envVar]?.split(',').map((x) => x.trim());
   return only ? all.filter((c) => only.includes(`${c.kind}:${c.inflight}`)) : all;
 }
+
+/** a number with `d` decimals, or "-" when there is none */
+export function fixed(n: number | undefined, d = 3): string {
+  return n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
+}
+
+/** "median (min–max)" of a per-round quantity; just the median for one round */
+export function medianRange(xs: number[], d: number, unit = ''): string {
+  const m = median(xs);
+  if (!Number.isFinite(m)) return '-';
+  const s = spread(xs);
+  return xs.length > 1
+    ? `${m.toFixed(d)}${unit} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`
+    : `${m.toFixed(d)}${unit}`;
+}
+
+/** the key of one cell and contender in a round's samples */
+export const cellKey = (kind: string, inflight: number, target: string): string =>
+  `${kind}|${inflight}|${target}`;
+
+/** Views over rounds of samples keyed by cellKey: one contender's samples, and pairs from the same round. */
+export function roundViews<S>(rounds: Map<string, S>[]): {
+  per(kind: string, inflight: number, target: string): S[];
+  paired(kind: string, inflight: number, a: string, b: string, fn: (x: S, y: S) => number): number[];
+} {
+  return {
+    per: (kind, inflight, target) =>
+      rounds.map((g) => g.get(cellKey(kind, inflight, target))).filter((x): x is S => x !== undefined),
+    paired: (kind, inflight, a, b, fn) =>
+      rounds.flatMap((g) => {
+        const x = g.get(cellKey(kind, inflight, a));
+        const y = g.get(cellKey(kind, inflight, b));
+        return x && y ? [fn(x, y)] : [];
+      }),
+  };
+}

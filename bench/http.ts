@@ -32,12 +32,15 @@ import {
   compileForBench,
   median,
   pct,
+  cellKey,
   cpuPerOp,
+  fixed,
+  medianRange,
+  roundViews,
   cpuSnapshot,
   pickCells,
   sleep,
   spawnRole,
-  spread,
   startNginx as startNginxWith,
   type Nginx,
 } from './harness.js';
@@ -273,7 +276,6 @@ export async function run(): Promise<void> {
   const targets: Target[] = [];
   let nginx: Nginx | undefined;
   const rounds: Map<string, Sample>[] = [];
-  const cellKey = (kind: Kind, inflight: number, target: string) => `${kind}|${inflight}|${target}`;
   const compiled = compileForBench(['bench/http.ts']);
   compiledRoot = compiled.root;
   if (compiled.error) notes.push(`children ran through tsx (${compiled.error})`);
@@ -332,32 +334,9 @@ export async function run(): Promise<void> {
     compiled.cleanup();
   }
 
-  const f = (n: number | undefined, d = 3): string =>
-    n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '-';
-  /** "median (min–max)" of a per-round quantity */
-  const mm = (xs: number[], d: number, unit = ''): string => {
-    const m = median(xs);
-    if (!Number.isFinite(m)) return '-';
-    const s = spread(xs);
-    return xs.length > 1
-      ? `${m.toFixed(d)}${unit} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`
-      : `${m.toFixed(d)}${unit}`;
-  };
-  const per = (kind: Kind, inflight: number, key: Target['key']) =>
-    rounds.map((g) => g.get(cellKey(kind, inflight, key))).filter((s): s is Sample => s !== undefined);
-  /** a per-round quantity built from two contenders measured in the same round */
-  const paired = (
-    kind: Kind,
-    inflight: number,
-    a: Target['key'],
-    b: Target['key'],
-    fn: (x: Sample, y: Sample) => number,
-  ): number[] =>
-    rounds.flatMap((g) => {
-      const x = g.get(cellKey(kind, inflight, a));
-      const y = g.get(cellKey(kind, inflight, b));
-      return x && y ? [fn(x, y)] : [];
-    });
+  const f = fixed;
+  const mm = medianRange;
+  const { per, paired } = roundViews(rounds);
 
   /**
    * The CPU model of a cell: with every core busy, throughput ∝ 1 / (CPU the chain spends per request).
