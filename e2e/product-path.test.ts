@@ -254,6 +254,16 @@ async function startEverything(): Promise<void> {
     runAsUser === undefined
       ? []
       : ['setpriv', `--reuid=${runAsUser}`, `--regid=${runAsGroup ?? runAsUser}`, '--clear-groups'];
+  if (asUser.length > 0) {
+    // the injected uid loads the code from this checkout: say so plainly when it cannot read it
+    try {
+      execFileSync(asUser[0], [...asUser.slice(1), 'test', '-r', path.join(ROOT, 'package.json')]);
+    } catch {
+      throw new Error(
+        `uid ${runAsUser} (the sidecar's injected user) cannot read ${ROOT}: make every directory above it searchable (chmod o+x; .ci/run does this)`,
+      );
+    }
+  }
   sidecarLog = new Lines(
     spawnIn(link.pod, [...asUser, ...entrypoint(sidecar)], {
       PATH: process.env.PATH,
